@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make demo   installs everything, then runs vidflow's main job on the shipped package
+#   make test   installs everything, then runs the whole test suite (Rust and Python)
+# Both are idempotent; the second run only rebuilds what changed.
+
+PKG ?= tests/fixtures/tiny
+VIDFLOW = target/release/vidflow
+
+.PHONY: setup demo test test-rust test-python fixture lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh $(PKG)
+
+test: setup test-rust test-python
+
+test-rust:
+	cargo test --release
+
+test-python:
+	.venv/bin/python -m pytest -q export/tests
+
+# Regenerates the committed test package and its golden files (deterministic).
+fixture: setup
+	bash export/make_fixture.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings

@@ -1,0 +1,50 @@
+//! `vidflow info PACKAGE`
+
+use std::path::PathBuf;
+
+use vidflow::package::Package;
+
+use super::runtime_args::RuntimeArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model package directory (contains model.yaml).
+    package: PathBuf,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pkg = Package::open(&args.package, &args.runtime.options()?)?;
+    let m = &pkg.manifest;
+    let v = &m.video;
+    println!("package      {}", args.package.display());
+    println!("name         {}", m.name);
+    println!("family       {:?}   dtype {:?}", m.family, m.dtype);
+    println!(
+        "decoder      {} layers, hidden {}, heads {} (kv {}), head dim {}, rope dim {}, mlp {}",
+        m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim, m.rope_dim, m.intermediate_size
+    );
+    println!("vocabulary   {} tokens ({})", m.vocab_size, m.tokenizer);
+    println!(
+        "video        {} frames of {}x{} ({:?}, {:?}), {}x{} tokens per frame = {} video tokens",
+        v.num_frames,
+        v.frame_height,
+        v.frame_width,
+        v.resize_mode,
+        v.resize_filter,
+        v.grid_h,
+        v.grid_w,
+        v.num_video_tokens()
+    );
+    println!(
+        "prompt       options {}, answer prefix {:?}",
+        m.prompt.option_labels.join(""),
+        m.prompt.answer_prefix
+    );
+    println!(
+        "graphs       vision, embed, rope, {} layers (+ attention variants), 3 heads: all match the manifest",
+        pkg.layers.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Flags shared by every command that runs a model: device, threads, provider options.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use vidflow::runtime::{CudaOptions, Device, RuntimeOptions, TensorRtOptions};
+
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// Execution device: cpu, cuda or tensorrt. A GPU device that cannot be set up is an error.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Intra-op threads per session (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// ONNX Runtime shared library (default: $VIDFLOW_ORT_LIB, then .ort/lib/).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// CUDA device id (cuda and tensorrt).
+    #[arg(long, default_value_t = 0)]
+    pub gpu: i32,
+    /// TensorRT: build fp16 engines.
+    #[arg(long)]
+    pub trt_fp16: bool,
+    /// TensorRT: folder for the engine and timing caches.
+    #[arg(long)]
+    pub trt_cache: Option<PathBuf>,
+    /// TensorRT shape profile, minimum shapes (TensorRT syntax: `name:1x2x3,name2:...`).
+    #[arg(long)]
+    pub trt_profile_min: Option<String>,
+    /// TensorRT shape profile, optimal shapes.
+    #[arg(long)]
+    pub trt_profile_opt: Option<String>,
+    /// TensorRT shape profile, maximum shapes.
+    #[arg(long)]
+    pub trt_profile_max: Option<String>,
+}
+
+impl RuntimeArgs {
+    pub fn options(&self) -> anyhow::Result<RuntimeOptions> {
+        Ok(RuntimeOptions {
+            device: self.device.parse::<Device>()?,
+            threads: self.threads,
+            ort_library: self.ort_lib.clone(),
+            cuda: CudaOptions { device_id: self.gpu },
+            tensorrt: TensorRtOptions {
+                fp16: self.trt_fp16,
+                engine_cache: self.trt_cache.clone(),
+                profile_min_shapes: self.trt_profile_min.clone(),
+                profile_opt_shapes: self.trt_profile_opt.clone(),
+                profile_max_shapes: self.trt_profile_max.clone(),
+            },
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! Execution: the graphs of a package run in sequence — vision, embed, splice, rope, the decoder
+//! layers in extend form with a mask per layer, and a head projection.
+
+mod forward;
+mod inputs;
+mod layer;
+
+pub use forward::{forward, ForwardOutput, ForwardSpec, Keep, LayerKv};
+pub use inputs::{embed_tokens, encode_video, project, rotary, splice_video, Rotary};
+pub use layer::{run_layer, LayerOutput};

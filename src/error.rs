@@ -1,0 +1,58 @@
+//! One error type for the library. Every variant names the file, field or value at fault and what
+//! was expected, because users meet these messages far from the code that raised them.
+
+use std::path::{Path, PathBuf};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: invalid manifest: {msg}")]
+    Manifest { path: PathBuf, msg: String },
+
+    #[error("{path}: graph does not match the manifest: {msg}")]
+    GraphMismatch { path: PathBuf, msg: String },
+
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+
+    #[error("execution provider {provider}: {msg}")]
+    Provider { provider: String, msg: String },
+
+    #[error("{path}: video: {msg}")]
+    Video { path: PathBuf, msg: String },
+
+    #[error("prompt: {0}")]
+    Prompt(String),
+
+    #[error("tokenizer {path}: {msg}")]
+    Tokenizer { path: PathBuf, msg: String },
+
+    #[error("invalid input: {0}")]
+    Input(String),
+
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<ort::Error> for Error {
+    fn from(e: ort::Error) -> Error {
+        Error::Runtime(e.to_string())
+    }
+}

@@ -1,0 +1,10 @@
+//! vidflow: a runtime for Video LLMs exported to ONNX, for information-flow analysis and
+//! pathway-pruned VideoQA. See `docs/package.md` for the model package contract.
+
+pub mod engine;
+pub mod error;
+pub mod mask;
+pub mod package;
+pub mod runtime;
+
+pub use error::{Error, Result};

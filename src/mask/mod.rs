@@ -1,0 +1,142 @@
+//! Attention masks (design.md §3): which (query, key) edges are open in a layer, and their
+//! additive form for the layer graphs. Edges are addressed by original sequence positions, so
+//! the same code serves full prefills, extend calls over a suffix, and dropped-row plans.
+
+use ndarray::{Array3, Array4, Axis};
+
+use crate::error::{Error, Result};
+
+/// The additive value of a blocked edge: float32's minimum finite value, as the published
+/// reference uses. A row whose keys are all blocked then softmaxes to a uniform row.
+pub const BLOCKED: f32 = f32::MIN;
+
+/// Blocked edges of one layer for a batch: `blocked[b, q, k]` over query positions `queries[q]`
+/// and key positions `keys[k]`. Future keys (key position > query position) are always blocked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeMask {
+    queries: Vec<usize>,
+    keys: Vec<usize>,
+    blocked: Array3<bool>,
+}
+
+fn index_of(positions: &[usize]) -> Vec<Option<usize>> {
+    let max = positions.iter().copied().max().map_or(0, |m| m + 1);
+    let mut idx = vec![None; max];
+    for (i, &p) in positions.iter().enumerate() {
+        idx[p] = Some(i);
+    }
+    idx
+}
+
+impl EdgeMask {
+    /// The causal mask of `batch` identical rows: queries at `queries`, keys at `keys` (for an
+    /// extend call: the past rows' positions, then the computed rows' positions).
+    pub fn causal(batch: usize, queries: &[usize], keys: &[usize]) -> EdgeMask {
+        let blocked = Array3::from_shape_fn((batch, queries.len(), keys.len()), |(_, q, k)| {
+            keys[k] > queries[q]
+        });
+        EdgeMask {
+            queries: queries.to_vec(),
+            keys: keys.to_vec(),
+            blocked,
+        }
+    }
+
+    /// The plain causal mask over positions `0..len`.
+    pub fn full_causal(batch: usize, len: usize) -> EdgeMask {
+        let pos: Vec<usize> = (0..len).collect();
+        EdgeMask::causal(batch, &pos, &pos)
+    }
+
+    pub fn batch(&self) -> usize {
+        self.blocked.shape()[0]
+    }
+    pub fn queries(&self) -> &[usize] {
+        &self.queries
+    }
+    pub fn keys(&self) -> &[usize] {
+        &self.keys
+    }
+    /// `[B,Q,K]`, true = blocked.
+    pub fn blocked(&self) -> &Array3<bool> {
+        &self.blocked
+    }
+
+    /// Blocks "sources ↛ targets": queries at positions in `targets` cannot read keys at positions
+    /// in `sources`, for batch entry `b` (or all entries). Positions absent from this mask's
+    /// queries or keys are ignored: they are not part of this call.
+    pub fn block(&mut self, b: Option<usize>, sources: &[usize], targets: &[usize]) -> Result<()> {
+        let batches: Vec<usize> = match b {
+            Some(b) if b < self.batch() => vec![b],
+            Some(b) => {
+                return Err(Error::Input(format!(
+                    "batch entry {b} does not exist (batch {})",
+                    self.batch()
+                )))
+            }
+            None => (0..self.batch()).collect(),
+        };
+        let qi = index_of(&self.queries);
+        let ki = index_of(&self.keys);
+        let rows: Vec<usize> = targets
+            .iter()
+            .filter_map(|&p| qi.get(p).copied().flatten())
+            .collect();
+        let cols: Vec<usize> = sources
+            .iter()
+            .filter_map(|&p| ki.get(p).copied().flatten())
+            .collect();
+        for &bb in &batches {
+            for &r in &rows {
+                for &c in &cols {
+                    self.blocked[[bb, r, c]] = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[B,1,Q,K]` additive mask: 0 for open edges, [`BLOCKED`] for blocked ones.
+    pub fn additive(&self) -> Array4<f32> {
+        self.blocked
+            .mapv(|x| if x { BLOCKED } else { 0.0 })
+            .insert_axis(Axis(1))
+    }
+
+    /// Open edges per batch entry.
+    pub fn open_edges(&self) -> Vec<usize> {
+        self.blocked
+            .outer_iter()
+            .map(|m| m.iter().filter(|&&x| !x).count())
+            .collect()
+    }
+
+    /// Rows with no open key, summed over the batch: they attend uniformly (reference policy).
+    pub fn rows_without_open_key(&self) -> usize {
+        self.blocked
+            .outer_iter()
+            .map(|m| m.outer_iter().filter(|row| row.iter().all(|&x| x)).count())
+            .sum()
+    }
+
+    /// Stacks single-entry masks over the same positions into one batch.
+    pub fn stack(masks: &[EdgeMask]) -> Result<EdgeMask> {
+        let first = masks
+            .first()
+            .ok_or_else(|| Error::Input("no masks to stack".into()))?;
+        if masks
+            .iter()
+            .any(|m| m.queries != first.queries || m.keys != first.keys)
+        {
+            return Err(Error::Input(
+                "masks stacked into one batch must cover the same query and key positions".into(),
+            ));
+        }
+        let views: Vec<_> = masks.iter().map(|m| m.blocked.view()).collect();
+        Ok(EdgeMask {
+            queries: first.queries.clone(),
+            keys: first.keys.clone(),
+            blocked: ndarray::concatenate(Axis(0), &views).expect("same shapes"),
+        })
+    }
+}

@@ -1,0 +1,155 @@
+//! Model packages (design.md §1): the manifest, the graph I/O contract, validation and sessions.
+
+pub mod graph;
+pub mod manifest;
+pub mod names;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub use graph::{Graph, Input};
+pub use manifest::Manifest;
+
+use crate::error::{Error, Result};
+use crate::runtime::RuntimeOptions;
+
+/// Which projection turns a hidden state into logits (the logit-lens modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Projection {
+    /// Final norm, then the LM head: what the model itself does at the last layer.
+    #[default]
+    NormHead,
+    /// The LM head alone, without the final norm.
+    Head,
+    /// The input-embedding matrix (the published reference's lens).
+    Embed,
+}
+
+impl std::str::FromStr for Projection {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Projection> {
+        match s {
+            "norm+head" | "norm-head" => Ok(Projection::NormHead),
+            "head" => Ok(Projection::Head),
+            "embed" => Ok(Projection::Embed),
+            other => Err(Error::Input(format!(
+                "unknown projection `{other}`: expected norm+head, head or embed"
+            ))),
+        }
+    }
+}
+
+/// An opened, validated model package.
+pub struct Package {
+    dir: PathBuf,
+    pub manifest: Manifest,
+    opts: RuntimeOptions,
+    pub vision: Graph,
+    pub embed: Graph,
+    pub rope: Graph,
+    pub layers: Vec<Graph>,
+    layers_attn: Vec<OnceLock<Graph>>,
+    pub head_norm: Graph,
+    pub head_lm: Graph,
+    pub head_embed: Graph,
+}
+
+impl Package {
+    /// Opens every graph (the attention-weights variants lazily) and checks each one against the
+    /// manifest.
+    pub fn open(dir: &Path, opts: &RuntimeOptions) -> Result<Package> {
+        let manifest_path = dir.join("model.yaml");
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "model package directory not found",
+                ),
+            ));
+        }
+        let manifest = Manifest::from_file(&manifest_path)?;
+        let tokenizer = dir.join(&manifest.tokenizer);
+        if !tokenizer.is_file() {
+            return Err(Error::Manifest {
+                path: manifest_path,
+                msg: format!("tokenizer file {} does not exist", tokenizer.display()),
+            });
+        }
+        let open = |file: &str, expected| -> Result<Graph> {
+            let g = Graph::open(&dir.join(file), opts)?;
+            validate::check(&g, expected)?;
+            Ok(g)
+        };
+        let m = &manifest;
+        let vision = open(&m.graphs.vision, validate::vision(m))?;
+        let embed = open(&m.graphs.embed, validate::embed(m))?;
+        let rope = open(&m.graphs.rope, validate::rope(m))?;
+        let layers = m
+            .graphs
+            .layers
+            .iter()
+            .map(|f| open(f, validate::layer(m, false)))
+            .collect::<Result<Vec<_>>>()?;
+        for f in &m.graphs.layers_attn {
+            let p = dir.join(f);
+            if !p.is_file() {
+                return Err(Error::Manifest {
+                    path: manifest_path.clone(),
+                    msg: format!("graphs.layers_attn: {} does not exist", p.display()),
+                });
+            }
+        }
+        let head_norm = open(&m.graphs.head_norm, validate::head(m))?;
+        let head_lm = open(&m.graphs.head_lm, validate::head(m))?;
+        let head_embed = open(&m.graphs.head_embed, validate::head(m))?;
+        let layers_attn = (0..m.num_layers).map(|_| OnceLock::new()).collect();
+        Ok(Package {
+            dir: dir.to_path_buf(),
+            opts: opts.clone(),
+            vision,
+            embed,
+            rope,
+            layers,
+            layers_attn,
+            head_norm,
+            head_lm,
+            head_embed,
+            manifest,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.tokenizer)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.manifest.num_layers
+    }
+
+    pub fn head(&self, projection: Projection) -> &Graph {
+        match projection {
+            Projection::NormHead => &self.head_norm,
+            Projection::Head => &self.head_lm,
+            Projection::Embed => &self.head_embed,
+        }
+    }
+
+    /// The attention-weights variant of layer `l`, opened and validated on first use.
+    pub fn layer_attn(&self, l: usize) -> Result<&Graph> {
+        if let Some(g) = self.layers_attn[l].get() {
+            return Ok(g);
+        }
+        let g = Graph::open(
+            &self.dir.join(&self.manifest.graphs.layers_attn[l]),
+            &self.opts,
+        )?;
+        validate::check(&g, validate::layer(&self.manifest, true))?;
+        Ok(self.layers_attn[l].get_or_init(|| g))
+    }
+}
