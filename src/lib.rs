@@ -1,10 +1,13 @@
 //! vidflow: a runtime for Video LLMs exported to ONNX, for information-flow analysis and
 //! pathway-pruned VideoQA. See `docs/package.md` for the model package contract.
 
+pub mod answer;
 pub mod engine;
 pub mod error;
 pub mod mask;
 pub mod package;
+pub mod prompt;
 pub mod runtime;
+pub mod video;
 
 pub use error::{Error, Result};

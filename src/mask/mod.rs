@@ -140,3 +140,65 @@ impl EdgeMask {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_opens_s_times_s_plus_one_over_two_edges() {
+        for s in [1, 2, 7, 40] {
+            assert_eq!(EdgeMask::full_causal(1, s).open_edges(), vec![s * (s + 1) / 2]);
+        }
+    }
+
+    #[test]
+    fn blocking_sources_from_targets_matches_a_hand_built_mask() {
+        // Positions 0..6; video = {1,2,3}, last = {5}. Block video -> last.
+        let mut m = EdgeMask::full_causal(1, 6);
+        m.block(None, &[1, 2, 3], &[5]).unwrap();
+        let b = m.blocked();
+        for q in 0..6 {
+            for k in 0..6 {
+                let expected = k > q || (q == 5 && (1..=3).contains(&k));
+                assert_eq!(b[[0, q, k]], expected, "q={q} k={k}");
+            }
+        }
+        assert_eq!(m.open_edges(), vec![21 - 3]);
+        let add = m.additive();
+        assert_eq!(add.shape(), [1, 1, 6, 6]);
+        assert_eq!(add[[0, 0, 5, 2]], BLOCKED);
+        assert_eq!(add[[0, 0, 5, 4]], 0.0);
+    }
+
+    #[test]
+    fn extend_masks_address_keys_by_position_past_first() {
+        // Past rows 0..3, computed rows 3..5: keys are [0,1,2,3,4], queries [3,4].
+        let keys: Vec<usize> = (0..5).collect();
+        let mut m = EdgeMask::causal(1, &[3, 4], &keys);
+        assert_eq!(m.open_edges(), vec![4 + 5]);
+        m.block(None, &[0, 1], &[4]).unwrap();
+        assert!(m.blocked()[[0, 1, 0]] && m.blocked()[[0, 1, 1]]);
+        assert!(!m.blocked()[[0, 0, 0]]);
+        // Positions outside the call are ignored, not errors.
+        m.block(None, &[0], &[1]).unwrap();
+        assert_eq!(m.open_edges(), vec![7]);
+    }
+
+    #[test]
+    fn rows_with_no_open_key_are_counted() {
+        let mut m = EdgeMask::full_causal(2, 3);
+        assert_eq!(m.rows_without_open_key(), 0);
+        m.block(Some(1), &[0, 1], &[1]).unwrap();
+        assert_eq!(m.rows_without_open_key(), 1);
+        assert_eq!(m.open_edges(), vec![6, 4]);
+    }
+
+    #[test]
+    fn stacking_requires_the_same_positions() {
+        let a = EdgeMask::full_causal(1, 3);
+        let b = EdgeMask::full_causal(1, 4);
+        assert!(EdgeMask::stack(&[a.clone(), b]).is_err());
+        assert_eq!(EdgeMask::stack(&[a.clone(), a]).unwrap().batch(), 2);
+    }
+}
