@@ -299,8 +299,10 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
     let want = golden.f32("knockout.logits_last").into_dimensionality::<Ix2>().unwrap();
     let err = |out: &engine::ForwardOutput| max_err(&last_logits(&pkg, out).view(), &want.view());
 
-    // Rotary tables of positions shifted by one.
-    let shifted: ndarray::Array2<i64> = golden.i64("position_ids").into_dimensionality::<Ix2>().unwrap() + 1;
+    // Rotary tables with positions shifted by one from the video on (a uniform shift of every
+    // position leaves relative distances, hence RoPE attention, unchanged).
+    let mut shifted = golden.i64("position_ids").into_dimensionality::<Ix2>().unwrap();
+    shifted.slice_mut(s![.., golden.meta.video_start..]).mapv_inplace(|p| p + 1);
     let wrong_rot = engine::rotary(&pkg, shifted.view()).unwrap();
     assert!(err(&run_case(&pkg, embeds.clone(), &wrong_rot, &masks, None)) > 10.0 * TOL, "shifted rotary went unnoticed");
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerates the committed test package tests/fixtures/tiny deterministically: the tiny random-weight
+# LLaVA-NeXT-Video (seed 0) is built in a temporary directory, exported in float32, and its golden
+# files are computed with PyTorch. Run from anywhere; PYTHON overrides the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=tests/fixtures/tiny
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$PY" -m vidflow_export build-tiny --out "$tmp/hf" --seed 0
+rm -rf "$OUT"
+"$PY" -m vidflow_export export --hf "$tmp/hf" --out "$OUT" --dtype float32 --name tiny-llava-next-video
+"$PY" -m vidflow_export golden --hf "$tmp/hf" --package "$OUT"
+du -sh "$OUT"

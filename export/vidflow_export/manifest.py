@@ -1,0 +1,166 @@
+"""`model.yaml`: every field of src/package/manifest.rs `Manifest`, no more, no fewer."""
+
+import yaml
+
+from . import contract as c
+from .prompt import mvbench_prompt_spec
+
+# PIL resampling codes (as stored in HF processor configs) -> manifest `resize_filter`.
+_PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+# Field order of the Rust structs, used to check a manifest before writing it.
+MANIFEST_FIELDS = [
+    "format_version", "name", "family", "dtype", "num_layers", "hidden_size", "num_heads",
+    "num_kv_heads", "head_dim", "rope_dim", "vocab_size", "intermediate_size", "graphs",
+    "tokenizer", "video", "prompt", "special_tokens",
+]
+GRAPHS_FIELDS = ["vision", "embed", "rope", "layers", "layers_attn", "head_norm", "head_lm", "head_embed"]
+VIDEO_FIELDS = [
+    "num_frames", "frame_height", "frame_width", "resize_mode", "resize_filter", "rescale_factor",
+    "image_mean", "image_std", "grid_h", "grid_w", "sampling",
+]
+PROMPT_FIELDS = [
+    "system", "user_prefix", "video_placeholder", "after_video", "question_prefix", "options_header",
+    "option_format", "option_separator", "option_labels", "instruction", "assistant_prefix", "answer_prefix",
+]
+SPECIAL_FIELDS = ["video_token_id", "bos_token_id", "eos_token_id", "pad_token_id"]
+
+
+def graphs_section(num_layers: int) -> dict:
+    return {
+        "vision": c.VISION_FILE,
+        "embed": c.EMBED_FILE,
+        "rope": c.ROPE_FILE,
+        "layers": [c.layer_file(i) for i in range(num_layers)],
+        "layers_attn": [c.layer_file(i, attn=True) for i in range(num_layers)],
+        "head_norm": c.HEAD_NORM_FILE,
+        "head_lm": c.HEAD_LM_FILE,
+        "head_embed": c.HEAD_EMBED_FILE,
+    }
+
+
+def video_section(config, processor: dict, num_frames: int) -> dict:
+    """Video preprocessing from the model config and the HF video processor settings."""
+    vcfg = config.vision_config
+    size = processor.get("crop_size") or {"height": vcfg.image_size, "width": vcfg.image_size}
+    patches = vcfg.image_size // vcfg.patch_size
+    stride = config.spatial_pool_stride
+    grid = patches // stride
+    crop = processor.get("do_center_crop", True) and "shortest_edge" in processor.get("size", {"shortest_edge": 0})
+    return {
+        "num_frames": int(num_frames),
+        "frame_height": int(size["height"]),
+        "frame_width": int(size["width"]),
+        "resize_mode": "shortest_edge_crop" if crop else "stretch",
+        "resize_filter": _PIL_FILTERS[int(processor.get("resample", 3))],
+        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
+        "image_mean": [float(x) for x in processor.get("image_mean", _CLIP_MEAN)],
+        "image_std": [float(x) for x in processor.get("image_std", _CLIP_STD)],
+        "grid_h": int(grid),
+        "grid_w": int(grid),
+        "sampling": "segment_middle",
+    }
+
+
+def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_placeholder: str,
+          special_ids: dict) -> dict:
+    from .hf import text_model
+
+    tcfg = text_model(model).config
+    head_dim = getattr(tcfg, "head_dim", None) or tcfg.hidden_size // tcfg.num_attention_heads
+    manifest = {
+        "format_version": c.FORMAT_VERSION,
+        "name": name,
+        "family": "llama",
+        "dtype": dtype,
+        "num_layers": int(tcfg.num_hidden_layers),
+        "hidden_size": int(tcfg.hidden_size),
+        "num_heads": int(tcfg.num_attention_heads),
+        "num_kv_heads": int(tcfg.num_key_value_heads),
+        "head_dim": int(head_dim),
+        "rope_dim": int(head_dim),
+        "vocab_size": int(tcfg.vocab_size),
+        "intermediate_size": int(tcfg.intermediate_size),
+        "graphs": graphs_section(tcfg.num_hidden_layers),
+        "tokenizer": c.TOKENIZER_FILE,
+        "video": video_section(model.config, processor, num_frames),
+        "prompt": mvbench_prompt_spec(video_placeholder),
+        "special_tokens": {
+            "video_token_id": int(special_ids["video"]),
+            "bos_token_id": special_ids.get("bos"),
+            "eos_token_id": special_ids.get("eos"),
+            "pad_token_id": special_ids.get("pad"),
+        },
+    }
+    check(manifest)
+    return manifest
+
+
+def check(m: dict) -> None:
+    """Same field sets as the Rust structs (deny_unknown_fields) and the same consistency rules."""
+
+    def fields(d: dict, expected: list, where: str):
+        if list(d) != expected:
+            raise ValueError(f"manifest {where}: fields {list(d)}, expected {expected}")
+
+    fields(m, MANIFEST_FIELDS, "top level")
+    fields(m["graphs"], GRAPHS_FIELDS, "graphs")
+    fields(m["video"], VIDEO_FIELDS, "video")
+    fields(m["prompt"], PROMPT_FIELDS, "prompt")
+    fields(m["special_tokens"], SPECIAL_FIELDS, "special_tokens")
+    if m["family"] != "llama" or m["dtype"] not in ("float32", "float16"):
+        raise ValueError(f"manifest: family {m['family']!r}, dtype {m['dtype']!r}")
+    if m["format_version"] != c.FORMAT_VERSION:
+        raise ValueError("manifest: wrong format_version")
+    if len(m["graphs"]["layers"]) != m["num_layers"] or len(m["graphs"]["layers_attn"]) != m["num_layers"]:
+        raise ValueError("manifest: graphs.layers / layers_attn must list num_layers files")
+    if m["num_kv_heads"] == 0 or m["num_heads"] % m["num_kv_heads"]:
+        raise ValueError("manifest: num_heads must be a multiple of num_kv_heads")
+    if m["video"]["resize_mode"] not in ("stretch", "shortest_edge_crop"):
+        raise ValueError("manifest: bad video.resize_mode")
+    if m["video"]["resize_filter"] not in ("nearest", "bilinear", "bicubic"):
+        raise ValueError("manifest: bad video.resize_filter")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML for serde_yaml: no anchors/aliases, strings with newlines double-quoted."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _str(dumper, value: str):
+    style = '"' if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+def _dict(dumper, value: dict):
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value, flow_style=False)
+
+
+_Dumper.add_representer(str, _str)
+_Dumper.add_representer(dict, _dict)
+
+
+def dump_yaml(data) -> str:
+    """Block style, leaf lists in flow style (`layers: [1, 2]`), keys in insertion order."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000,
+                     default_flow_style=None)
+
+
+def write(manifest: dict, path: str) -> None:
+    check(manifest)
+    text = dump_yaml(manifest)
+    if yaml.safe_load(text) != manifest:
+        raise AssertionError("model.yaml does not round-trip")
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def read(path: str) -> dict:
+    with open(path) as f:
+        m = yaml.safe_load(f)
+    check(m)
+    return m

@@ -1,0 +1,121 @@
+"""A tiny random-weight LLaVA-NeXT-Video model (seeded) with its tokenizer, saved in HF format."""
+
+import json
+import os
+
+import torch
+
+from . import tokenizer as tk
+
+NUM_FRAMES = 4
+IMAGE_SIZE = 64
+# Same values as transformers.image_utils.OPENAI_CLIP_MEAN / OPENAI_CLIP_STD.
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# PIL's resampling codes, as HF processor configs store them.
+PIL_BICUBIC = 3
+# Video processor settings file written next to the model (HF's name for it).
+VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
+
+
+def tiny_config(vocab_size: int, bos_id: int, eos_id: int, pad_id: int, video_id: int, image_id: int):
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig
+
+    text = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        tie_word_embeddings=False,
+    )
+    vision = CLIPVisionConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        projection_dim=32,
+    )
+    grid = IMAGE_SIZE // 8 // 2
+    return LlavaNextVideoConfig(
+        text_config=text,
+        vision_config=vision,
+        video_token_index=video_id,
+        image_token_index=image_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        spatial_pool_mode="average",
+        spatial_pool_stride=2,
+        image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]],
+        image_seq_length=(IMAGE_SIZE // 8) ** 2,
+        video_seq_length=NUM_FRAMES * grid * grid,
+        tie_word_embeddings=False,
+    )
+
+
+def video_processor_settings() -> dict:
+    """HF-style video processor settings of the tiny model (CLIP normalisation, bicubic, crop)."""
+    return {
+        "video_processor_type": "LlavaNextVideoVideoProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": IMAGE_SIZE},
+        "resample": PIL_BICUBIC,
+        "do_center_crop": True,
+        "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD,
+        "num_frames": NUM_FRAMES,
+    }
+
+
+def build_tiny(out_dir: str, seed: int = 0):
+    """Writes the tiny model, tokenizer and video processor settings to `out_dir`; returns the model."""
+    from transformers import LlavaNextVideoForConditionalGeneration
+
+    os.makedirs(out_dir, exist_ok=True)
+    tok = tk.train(seed=seed)
+    ids = {t: tok.token_to_id(t) for t in tk.SPECIAL_TOKENS}
+    config = tiny_config(
+        vocab_size=tok.get_vocab_size(with_added_tokens=True),
+        bos_id=ids[tk.BOS],
+        eos_id=ids[tk.EOS],
+        pad_id=ids[tk.PAD],
+        video_id=ids[tk.VIDEO],
+        image_id=ids[tk.IMAGE],
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    # HF's default init (std 0.02) makes every layer nearly an identity map on the residual
+    # stream; larger weights make the fixture sensitive to any mask, rotary or K/V slot error.
+    _rescale_init(model, seed)
+    model.save_pretrained(out_dir)
+    tk.save_hf(tok, out_dir)
+    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
+        json.dump(video_processor_settings(), f, indent=2)
+    return model
+
+
+@torch.no_grad()
+def _rescale_init(model, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed + 1)
+    for name, p in model.named_parameters():
+        if p.ndim >= 2:
+            fan_in = p.shape[1] if p.ndim == 2 else p[0].numel()
+            p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
+        elif "norm" in name and name.endswith("weight"):
+            p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+        else:
+            p.copy_(0.02 * torch.randn(p.shape, generator=g))

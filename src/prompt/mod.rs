@@ -1,0 +1,549 @@
+//! The multiple-choice prompt: rendering, tokenization, and the token groups of the spliced
+//! sequence (design.md §2).
+//!
+//! The model sees the prompt with its one video placeholder token replaced by `F·h·w` video
+//! embeddings. Every analysis speaks about positions of that *spliced* sequence, so the layout
+//! computed here maps each position to its groups:
+//!
+//! | group | positions |
+//! |---|---|
+//! | `system` | everything before the video (bos, system text, user prefix) |
+//! | `video`, `frame[i]` | the `F·h·w` video positions; frame i holds `h·w` consecutive ones |
+//! | `question` | `question_prefix`, the question, `options_header` and all options (labels included) |
+//! | `question.text` | the question's own text |
+//! | `option[j]` | option j as rendered, label included: `(A) red car` |
+//! | `option.true`, `option.false` | `option[answer]`, and the union of the other options |
+//! | `template` | the rest after the video: `after_video`, instruction, assistant and answer prefixes |
+//! | `last` | the final position, where the answer is read |
+//!
+//! `system`, `video`, `question`, `template` and `last` partition `0..S`; `frame[i]` partition
+//! `video`; `question.text` and the `option[j]` are disjoint subsets of `question`. `last` is
+//! exclusive: the final position is removed from whichever group its text belongs to.
+//!
+//! Option spans include their label, as the published reference marks them: it locates the true
+//! option as `"(A) text"` and each false option as its rendered line. Only the option separators
+//! and the options header belong to `question` alone.
+//!
+//! Groups come from the tokenizer's byte offsets into the rendered string, never from tokenizing
+//! pieces separately (tokenization is not compositional). Boundary rule: a token belongs to a span
+//! when its characters overlap the span. A token that straddles a content span (question text or an
+//! option text) and surrounding prompt text goes to the content span; one that straddles two
+//! content spans goes to the one it shares more bytes with (the earlier one on a tie). A content
+//! span left without any token is an error naming its text.
+
+mod render;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+use crate::package::manifest::{Manifest, PromptSpec, SpecialTokens, VideoSpec};
+
+pub use render::{render, OptionSpan, RenderedPrompt, MAX_OPTIONS, MIN_OPTIONS};
+
+/// Token groups as sorted index sets over spliced positions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenGroups {
+    pub system: Vec<usize>,
+    pub video: Vec<usize>,
+    pub frames: Vec<Vec<usize>>,
+    pub question: Vec<usize>,
+    pub question_text: Vec<usize>,
+    pub options: Vec<Vec<usize>>,
+    /// Empty when no answer index was given.
+    pub option_true: Vec<usize>,
+    /// Empty when no answer index was given.
+    pub option_false: Vec<usize>,
+    pub template: Vec<usize>,
+    pub last: Vec<usize>,
+}
+
+/// The tokenized prompt and its spliced-sequence layout.
+#[derive(Debug, Clone)]
+pub struct PromptLayout {
+    pub rendered: RenderedPrompt,
+    /// Token ids as fed to the embed graph: bos (if the manifest sets one), then the prompt, with
+    /// the single video placeholder token still in place.
+    pub input_ids: Vec<i64>,
+    /// Byte range in `rendered.text` of each entry of `input_ids` (`0..0` for bos).
+    pub input_offsets: Vec<Range<usize>>,
+    /// Index of the video placeholder in `input_ids`; also the first video position when spliced.
+    pub placeholder_index: usize,
+    pub num_frames: usize,
+    pub tokens_per_frame: usize,
+    /// S = `input_ids.len() - 1 + num_frames * tokens_per_frame`.
+    pub seq_len: usize,
+    pub groups: TokenGroups,
+    /// Per option (in label order), the token id the model emits for that option's label right
+    /// after the answer prefix; see [`PromptBuilder::layout`].
+    pub option_token_ids: Vec<i64>,
+    pub answer: Option<usize>,
+}
+
+impl PromptLayout {
+    pub fn num_video_tokens(&self) -> usize {
+        self.num_frames * self.tokens_per_frame
+    }
+
+    /// Spliced position of entry `k` of `input_ids` (`k != placeholder_index`).
+    pub fn spliced_position(&self, k: usize) -> usize {
+        if k < self.placeholder_index {
+            k
+        } else {
+            k + self.num_video_tokens() - 1
+        }
+    }
+
+    /// The token id at a spliced position, or `None` for video positions.
+    pub fn token_id_at(&self, pos: usize) -> Option<i64> {
+        let n = self.num_video_tokens();
+        if pos < self.placeholder_index {
+            Some(self.input_ids[pos])
+        } else if pos < self.placeholder_index + n {
+            None
+        } else {
+            self.input_ids.get(pos + 1 - n).copied()
+        }
+    }
+
+    /// The spliced positions of a group by name: `system`, `video`, `frame[i]`, `question`,
+    /// `question.text`, `option[j]`, `option.true`, `option.false`, `template`, `last`.
+    pub fn group(&self, name: &str) -> Result<&[usize]> {
+        let g = &self.groups;
+        let indexed = |prefix: &str, sets: &'_ [Vec<usize>]| -> Option<Result<usize>> {
+            let inner = name.strip_prefix(prefix)?.strip_suffix(']')?;
+            Some(match inner.parse::<usize>() {
+                Ok(i) if i < sets.len() => Ok(i),
+                _ => Err(Error::Input(format!(
+                    "token group {name:?}: index must be 0..{} for this prompt",
+                    sets.len()
+                ))),
+            })
+        };
+        if let Some(i) = indexed("frame[", &g.frames) {
+            return Ok(&g.frames[i?]);
+        }
+        if let Some(j) = indexed("option[", &g.options) {
+            return Ok(&g.options[j?]);
+        }
+        match name {
+            "system" => Ok(&g.system),
+            "video" => Ok(&g.video),
+            "question" => Ok(&g.question),
+            "question.text" => Ok(&g.question_text),
+            "template" => Ok(&g.template),
+            "last" => Ok(&g.last),
+            "option.true" | "option.false" if self.answer.is_none() => Err(Error::Input(format!(
+                "token group {name:?} needs the answer index, and none was given"
+            ))),
+            "option.true" => Ok(&g.option_true),
+            "option.false" => Ok(&g.option_false),
+            _ => Err(Error::Input(format!(
+                "unknown token group {name:?}; expected one of {}",
+                self.group_names().join(", ")
+            ))),
+        }
+    }
+
+    /// Every group name this layout answers to.
+    pub fn group_names(&self) -> Vec<String> {
+        let mut names = vec!["system".to_string(), "video".to_string()];
+        names.extend((0..self.groups.frames.len()).map(|i| format!("frame[{i}]")));
+        names.push("question".into());
+        names.push("question.text".into());
+        names.extend((0..self.groups.options.len()).map(|j| format!("option[{j}]")));
+        if self.answer.is_some() {
+            names.push("option.true".into());
+            names.push("option.false".into());
+        }
+        names.push("template".into());
+        names.push("last".into());
+        names
+    }
+}
+
+/// Renders and tokenizes prompts for one model package.
+pub struct PromptBuilder {
+    spec: PromptSpec,
+    special: SpecialTokens,
+    num_frames: usize,
+    tokens_per_frame: usize,
+    tokenizer: Tokenizer,
+    tokenizer_path: PathBuf,
+}
+
+impl std::fmt::Debug for PromptBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PromptBuilder")
+            .field("tokenizer_path", &self.tokenizer_path)
+            .field("num_frames", &self.num_frames)
+            .field("tokens_per_frame", &self.tokens_per_frame)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a HF `tokenizer.json`.
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if !path.is_file() {
+        return Err(Error::Tokenizer {
+            path: path.to_path_buf(),
+            msg: "file not found".into(),
+        });
+    }
+    Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        path: path.to_path_buf(),
+        msg: format!("cannot load as a HF tokenizer.json: {e}"),
+    })
+}
+
+/// Which content span a byte range belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    QuestionText,
+    Option(usize),
+    QuestionOther,
+    Template,
+}
+
+fn overlap(a: &Range<usize>, b: &Range<usize>) -> usize {
+    a.end.min(b.end).saturating_sub(a.start.max(b.start))
+}
+
+impl PromptBuilder {
+    /// The builder for a package: the manifest's prompt, special tokens and video token grid, and
+    /// the tokenizer file named by the manifest, relative to `package_dir`.
+    pub fn new(manifest: &Manifest, package_dir: &Path) -> Result<PromptBuilder> {
+        PromptBuilder::from_parts(
+            &manifest.prompt,
+            &manifest.special_tokens,
+            &manifest.video,
+            &package_dir.join(&manifest.tokenizer),
+        )
+    }
+
+    pub fn from_parts(
+        prompt: &PromptSpec,
+        special: &SpecialTokens,
+        video: &VideoSpec,
+        tokenizer_path: &Path,
+    ) -> Result<PromptBuilder> {
+        let tokenizer = load_tokenizer(tokenizer_path)?;
+        PromptBuilder::with_tokenizer(prompt, special, video, tokenizer, tokenizer_path)
+    }
+
+    /// As [`PromptBuilder::from_parts`] with a tokenizer already in memory; `tokenizer_path` only
+    /// names it in error messages.
+    pub fn with_tokenizer(
+        prompt: &PromptSpec,
+        special: &SpecialTokens,
+        video: &VideoSpec,
+        tokenizer: Tokenizer,
+        tokenizer_path: &Path,
+    ) -> Result<PromptBuilder> {
+        if video.num_frames == 0 || video.tokens_per_frame() == 0 {
+            return Err(Error::Prompt(format!(
+                "video has {} frames of {} tokens; both must be positive",
+                video.num_frames,
+                video.tokens_per_frame()
+            )));
+        }
+        Ok(PromptBuilder {
+            spec: prompt.clone(),
+            special: special.clone(),
+            num_frames: video.num_frames,
+            tokens_per_frame: video.tokens_per_frame(),
+            tokenizer,
+            tokenizer_path: tokenizer_path.to_path_buf(),
+        })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn spec(&self) -> &PromptSpec {
+        &self.spec
+    }
+
+    fn tok_err(&self, msg: String) -> Error {
+        Error::Tokenizer {
+            path: self.tokenizer_path.clone(),
+            msg,
+        }
+    }
+
+    fn encode(&self, text: &str) -> Result<tokenizers::Encoding> {
+        // Special tokens (bos) are added from the manifest, not by the tokenizer's post-processor.
+        self.tokenizer
+            .encode(text, false)
+            .map_err(|e| self.tok_err(format!("cannot tokenize the prompt: {e}")))
+    }
+
+    /// Renders the prompt (see [`render`]).
+    pub fn render(&self, question: &str, options: &[&str]) -> Result<RenderedPrompt> {
+        render(&self.spec, question, options)
+    }
+
+    /// Renders, tokenizes and lays out the prompt for `question` and `options`; `answer` is the
+    /// 0-based index of the correct option, which fills `option.true` / `option.false`.
+    ///
+    /// `option_token_ids[j]`: the prompt followed by label j is tokenized as one string; when the
+    /// prompt's tokens are a prefix of the result, the next token is the one the model emits for
+    /// that label (e.g. `A` after `Best option:(`). If the last prompt token merges with the label
+    /// instead (a tokenizer with a `(A` piece), the label's own vocabulary entry is used, and when
+    /// there is none that is an error. Labels that map to the same id are an error.
+    pub fn layout(
+        &self,
+        question: &str,
+        options: &[&str],
+        answer: Option<usize>,
+    ) -> Result<PromptLayout> {
+        if let Some(a) = answer {
+            if a >= options.len() {
+                return Err(Error::Prompt(format!(
+                    "answer index {a} is out of range for {} options",
+                    options.len()
+                )));
+            }
+        }
+        let rendered = self.render(question, options)?;
+        let enc = self.encode(&rendered.text)?;
+        let ids = enc.get_ids();
+        let offsets: Vec<Range<usize>> = enc.get_offsets().iter().map(|&(s, e)| s..e).collect();
+        let ph = self.find_placeholder(&rendered, ids, &offsets)?;
+
+        let bos: usize = usize::from(self.special.bos_token_id.is_some());
+        let mut input_ids = Vec::with_capacity(ids.len() + bos);
+        let mut input_offsets = Vec::with_capacity(ids.len() + bos);
+        if let Some(b) = self.special.bos_token_id {
+            input_ids.push(b);
+            input_offsets.push(0..0);
+        }
+        input_ids.extend(ids.iter().map(|&i| i as i64));
+        input_offsets.extend(offsets.iter().cloned());
+        let placeholder_index = ph + bos;
+        let n_video = self.num_frames * self.tokens_per_frame;
+        let seq_len = input_ids.len() - 1 + n_video;
+
+        let mut g = TokenGroups {
+            system: (0..placeholder_index).collect(),
+            video: (placeholder_index..placeholder_index + n_video).collect(),
+            frames: (0..self.num_frames)
+                .map(|i| {
+                    let a = placeholder_index + i * self.tokens_per_frame;
+                    (a..a + self.tokens_per_frame).collect()
+                })
+                .collect(),
+            options: vec![Vec::new(); options.len()],
+            ..TokenGroups::default()
+        };
+        let last = seq_len - 1;
+        for (k, range) in offsets.iter().enumerate().skip(ph + 1) {
+            let pos = k + bos + n_video - 1;
+            if pos == last {
+                continue;
+            }
+            match classify(&rendered, range) {
+                Slot::QuestionText => {
+                    g.question.push(pos);
+                    g.question_text.push(pos);
+                }
+                Slot::Option(j) => {
+                    g.question.push(pos);
+                    g.options[j].push(pos);
+                }
+                Slot::QuestionOther => g.question.push(pos),
+                Slot::Template => g.template.push(pos),
+            }
+        }
+        g.last = vec![last];
+
+        if g.question_text.is_empty() {
+            return Err(Error::Prompt(format!(
+                "no token of the tokenized prompt falls on the question text {:?} (it merged into a \
+                 neighbouring token or is the final position)",
+                rendered.slice(&rendered.question_text)
+            )));
+        }
+        for (j, o) in rendered.options.iter().enumerate() {
+            if g.options[j].is_empty() {
+                return Err(Error::Prompt(format!(
+                    "no token of the tokenized prompt falls on option {} {:?} (it merged into \
+                     a neighbouring token or is the final position)",
+                    o.label,
+                    rendered.slice(&o.full)
+                )));
+            }
+        }
+        if let Some(a) = answer {
+            g.option_true = g.options[a].clone();
+            let mut f: Vec<usize> = (0..options.len())
+                .filter(|&j| j != a)
+                .flat_map(|j| g.options[j].iter().copied())
+                .collect();
+            f.sort_unstable();
+            g.option_false = f;
+        }
+
+        let option_token_ids = self.option_token_ids(&rendered, ids)?;
+        Ok(PromptLayout {
+            rendered,
+            input_ids,
+            input_offsets,
+            placeholder_index,
+            num_frames: self.num_frames,
+            tokens_per_frame: self.tokens_per_frame,
+            seq_len,
+            groups: g,
+            option_token_ids,
+            answer,
+        })
+    }
+
+    /// Index (in the tokenizer's output) of the single video placeholder token.
+    fn find_placeholder(
+        &self,
+        rendered: &RenderedPrompt,
+        ids: &[u32],
+        offsets: &[Range<usize>],
+    ) -> Result<usize> {
+        let video_id = self.special.video_token_id;
+        let hits: Vec<usize> = (0..ids.len())
+            .filter(|&k| ids[k] as i64 == video_id)
+            .collect();
+        let placeholder = &self.spec.video_placeholder;
+        match hits.as_slice() {
+            [k] if offsets[*k] == rendered.placeholder => Ok(*k),
+            [] => {
+                let pieces: Vec<u32> = (0..ids.len())
+                    .filter(|&k| overlap(&offsets[k], &rendered.placeholder) > 0)
+                    .map(|k| ids[k])
+                    .collect();
+                Err(self.tok_err(format!(
+                    "the video placeholder {placeholder:?} tokenizes to ids {pieces:?}, expected \
+                     exactly one token with video_token_id {video_id} (is it an added token of \
+                     this tokenizer?)"
+                )))
+            }
+            [k] => Err(self.tok_err(format!(
+                "video_token_id {video_id} appears at bytes {:?} of the prompt, but the video \
+                 placeholder {placeholder:?} is at bytes {:?}",
+                offsets[*k], rendered.placeholder
+            ))),
+            many => Err(Error::Prompt(format!(
+                "video_token_id {video_id} appears {} times in the prompt, expected once; the \
+                 system text, question or options must not contain the placeholder {placeholder:?}",
+                many.len()
+            ))),
+        }
+    }
+
+    /// The token id emitted for each option label after the answer prefix (see [`Self::layout`]).
+    fn option_token_ids(&self, rendered: &RenderedPrompt, prompt_ids: &[u32]) -> Result<Vec<i64>> {
+        let mut out: Vec<i64> = Vec::with_capacity(rendered.options.len());
+        for o in &rendered.options {
+            let enc = self.encode(&format!("{}{}", rendered.text, o.label))?;
+            let ids = enc.get_ids();
+            let id = if ids.len() > prompt_ids.len() && ids[..prompt_ids.len()] == *prompt_ids {
+                ids[prompt_ids.len()]
+            } else if let Some(id) = self.tokenizer.token_to_id(&o.label) {
+                id
+            } else {
+                return Err(self.tok_err(format!(
+                    "option label {:?} merges with the end of the answer prefix {:?} and is not \
+                     itself a vocabulary entry; cannot tell which token answers {:?}",
+                    o.label, self.spec.answer_prefix, o.label
+                )));
+            };
+            if let Some(j) = out.iter().position(|&x| x == id as i64) {
+                return Err(self.tok_err(format!(
+                    "option labels {:?} and {:?} both start with token id {id} after the answer \
+                     prefix; the answer could not be told apart",
+                    rendered.options[j].label, o.label
+                )));
+            }
+            out.push(id as i64);
+        }
+        Ok(out)
+    }
+}
+
+/// The boundary rule of the module docs, for one token after the video placeholder.
+fn classify(rendered: &RenderedPrompt, range: &Range<usize>) -> Slot {
+    // A zero-width token (rare; e.g. inserted by a normalizer) is treated as covering the byte it
+    // sits in front of.
+    let r = if range.end > range.start {
+        range.clone()
+    } else {
+        range.start..range.start + 1
+    };
+    let mut best: Option<(usize, Slot)> = None;
+    let content = std::iter::once((&rendered.question_text, Slot::QuestionText)).chain(
+        rendered
+            .options
+            .iter()
+            .enumerate()
+            .map(|(j, o)| (&o.full, Slot::Option(j))),
+    );
+    for (span, slot) in content {
+        let ov = overlap(&r, span);
+        if ov > 0 && best.map(|(b, _)| ov > b).unwrap_or(true) {
+            best = Some((ov, slot));
+        }
+    }
+    match best {
+        Some((_, slot)) => slot,
+        None if overlap(&r, &rendered.question_block) > 0 => Slot::QuestionOther,
+        None => Slot::Template,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered() -> RenderedPrompt {
+        // "<v>Q: why?|(A) red|(B) car.": byte ranges written out by hand.
+        RenderedPrompt {
+            text: "<v>Q: why?|(A) red|(B) car.".into(),
+            placeholder: 0..3,
+            question_block: 3..26,
+            question_text: 6..10,
+            options: vec![
+                OptionSpan {
+                    label: "A".into(),
+                    full: 11..18,
+                    text: 15..18,
+                },
+                OptionSpan {
+                    label: "B".into(),
+                    full: 19..26,
+                    text: 23..26,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn boundary_rule() {
+        let r = rendered();
+        assert!(classify(&r, &(3..5)) == Slot::QuestionOther);
+        // Straddles prefix and question text: content wins.
+        assert!(classify(&r, &(4..8)) == Slot::QuestionText);
+        // Straddles two options: more shared bytes wins (2 with B, 1 with A).
+        assert!(classify(&r, &(17..21)) == Slot::Option(1));
+        // Tie (1 byte each): the earlier span.
+        assert!(classify(&r, &(17..20)) == Slot::Option(0));
+        // The label belongs to its option.
+        assert!(classify(&r, &(11..13)) == Slot::Option(0));
+        // Straddles the last option and the template: the option.
+        assert!(classify(&r, &(25..27)) == Slot::Option(1));
+        assert!(classify(&r, &(26..27)) == Slot::Template);
+        // Zero-width token in front of an option byte.
+        assert!(classify(&r, &(15..15)) == Slot::Option(0));
+        // The separator between options is question text of neither.
+        assert!(classify(&r, &(18..19)) == Slot::QuestionOther);
+    }
+}
