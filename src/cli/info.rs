@@ -20,19 +20,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let v = &m.video;
     println!("package      {}", args.package.display());
     println!("name         {}", m.name);
-    println!("family       {:?}   dtype {:?}", m.family, m.dtype);
+    println!("family       {}   dtype {}", yaml_name(&m.family), yaml_name(&m.dtype));
     println!(
         "decoder      {} layers, hidden {}, heads {} (kv {}), head dim {}, rope dim {}, mlp {}",
         m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim, m.rope_dim, m.intermediate_size
     );
     println!("vocabulary   {} tokens ({})", m.vocab_size, m.tokenizer);
     println!(
-        "video        {} frames of {}x{} ({:?}, {:?}), {}x{} tokens per frame = {} video tokens",
+        "video        {} frames of {}x{} ({}, {}), {}x{} tokens per frame = {} video tokens",
         v.num_frames,
         v.frame_height,
         v.frame_width,
-        v.resize_mode,
-        v.resize_filter,
+        yaml_name(&v.resize_mode),
+        yaml_name(&v.resize_filter),
         v.grid_h,
         v.grid_w,
         v.num_video_tokens()
@@ -47,4 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pkg.layers.len()
     );
     Ok(())
+}
+
+/// The name a manifest enum has in model.yaml.
+fn yaml_name<T: serde::Serialize>(v: &T) -> String {
+    serde_yaml::to_string(v).unwrap_or_default().trim().to_string()
 }

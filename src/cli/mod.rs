@@ -1,5 +1,6 @@
 //! Subcommands of `vidflow`.
 
+mod answer;
 mod info;
 mod runtime_args;
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Print the summary of a model package and check its graphs against the manifest.
     Info(info::Args),
+    /// Answer a multiple-choice question about a video, or a JSON list of samples.
+    Answer(answer::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -31,6 +34,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),
+        Command::Answer(a) => answer::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
