@@ -14,13 +14,24 @@ fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("the ffmpeg CLI is installed by the set-up");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A 3-second 12 fps test pattern in the given container/codec.
 fn make_video(dir: &Path, name: &str, codec_args: &[&str]) -> PathBuf {
     let path = dir.join(name);
-    let mut args = vec!["-f", "lavfi", "-i", "testsrc2=size=96x72:rate=12", "-t", "3"];
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x72:rate=12",
+        "-t",
+        "3",
+    ];
     args.extend_from_slice(codec_args);
     let p = path.to_str().unwrap().to_string();
     args.push(&p);
@@ -55,18 +66,34 @@ fn answer_json(video: &Path, extra: &[&str]) -> serde_json::Value {
     args.extend_from_slice(&QUESTION);
     args.extend_from_slice(extra);
     let out = vidflow(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 fn check_scores(v: &serde_json::Value, frames: usize) {
     let s = &v["scores"];
-    let probs: Vec<f64> = s["probs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let share: Vec<f64> = s["option_share"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let probs: Vec<f64> = s["probs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let share: Vec<f64> = s["option_share"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert_eq!(probs.len(), 3);
     assert!(probs.iter().all(|&p| p > 0.0 && p < 1.0), "{probs:?}");
     assert!((share.iter().sum::<f64>() - 1.0).abs() < 1e-5);
-    let best = (0..3).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap();
+    let best = (0..3)
+        .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+        .unwrap();
     assert_eq!(s["predicted"].as_u64().unwrap() as usize, best);
     assert_eq!(v["frame_indices"].as_array().unwrap().len(), frames);
 }
@@ -85,7 +112,15 @@ fn answers_every_input_kind() {
     let folder = d.join("frames");
     std::fs::create_dir(&folder).unwrap();
     let pattern = folder.join("f%03d.png");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=96x72:rate=12", "-t", "1", pattern.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x72:rate=12",
+        "-t",
+        "1",
+        pattern.to_str().unwrap(),
+    ]);
 
     let mut answers = Vec::new();
     for v in videos.iter().chain([&folder]) {
@@ -96,24 +131,47 @@ fn answers_every_input_kind() {
     }
     // The pictures differ between inputs, so the model's probabilities do too: the video
     // actually reaches the model.
-    assert_ne!(answers[0], answers[5], "frame folder and mp4 gave identical probabilities");
+    assert_ne!(
+        answers[0], answers[5],
+        "frame folder and mp4 gave identical probabilities"
+    );
 
     // A time window changes the sampled frames.
     let windowed = answer_json(&videos[0], &["--start", "1", "--end", "2"]);
-    let idx: Vec<u64> = windowed["frame_indices"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let idx: Vec<u64> = windowed["frame_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
     assert!(idx.iter().all(|&i| (12..=24).contains(&i)), "{idx:?}");
 }
 
 #[test]
 fn table_output_names_options_and_prediction() {
     let tmp = tempfile::tempdir().unwrap();
-    let v = make_video(tmp.path(), "clip.mp4", &["-c:v", "libx264", "-pix_fmt", "yuv420p"]);
+    let v = make_video(
+        tmp.path(),
+        "clip.mp4",
+        &["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    );
     let mut args = vec!["--video", v.to_str().unwrap(), "--answer", "Nothing"];
     args.extend_from_slice(&QUESTION);
     let out = vidflow(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["A red square", "A blue circle", "Nothing", "<- ", "truth", "predicted "] {
+    for needle in [
+        "A red square",
+        "A blue circle",
+        "Nothing",
+        "<- ",
+        "truth",
+        "predicted ",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
@@ -142,7 +200,11 @@ fn sample_lists_are_answered_in_order_with_bad_records_reported() {
         .args(["--json", "--workers", "2", "--threads", "1"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -178,11 +240,21 @@ fn every_video_error_has_its_message() {
     expect_error(&d.join("nowhere.mp4"), &[], &["file not found"]);
 
     let text = d.join("notes.mp4");
-    std::fs::write(&text, "this is not a video, just some text pretending to be one\n".repeat(20)).unwrap();
+    std::fs::write(
+        &text,
+        "this is not a video, just some text pretending to be one\n".repeat(20),
+    )
+    .unwrap();
     expect_error(&text, &[], &["not a readable video file"]);
 
     let audio = d.join("tone.wav");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:duration=1", audio.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1",
+        audio.to_str().unwrap(),
+    ]);
     expect_error(&audio, &[], &["no video stream", "audio"]);
 
     let good = make_video(d, "good.avi", &["-c:v", "mjpeg"]);
@@ -196,24 +268,51 @@ fn every_video_error_has_its_message() {
     expect_error(&corrupt, &[], &["corrupt"]);
 
     let short = d.join("short.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=96x72:rate=12", "-frames:v", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", short.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=96x72:rate=12",
+        "-frames:v",
+        "2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        short.to_str().unwrap(),
+    ]);
     expect_error(&short, &[], &["only 2 decodable frames", "4 frames asked"]);
 
     let clip = make_video(d, "clip.mp4", &["-c:v", "libx264", "-pix_fmt", "yuv420p"]);
-    expect_error(&clip, &["--start", "10", "--end", "12"], &["outside the video"]);
+    expect_error(
+        &clip,
+        &["--start", "10", "--end", "12"],
+        &["outside the video"],
+    );
 }
 
 #[test]
 fn bad_answer_and_too_few_options_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    let clip = make_video(tmp.path(), "clip.mp4", &["-c:v", "libx264", "-pix_fmt", "yuv420p"]);
+    let clip = make_video(
+        tmp.path(),
+        "clip.mp4",
+        &["-c:v", "libx264", "-pix_fmt", "yuv420p"],
+    );
     let mut args = vec!["--video", clip.to_str().unwrap(), "--answer", "Purple"];
     args.extend_from_slice(&QUESTION);
     let out = vidflow(&args);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"Purple\""));
 
-    let out = vidflow(&["--video", clip.to_str().unwrap(), "--question", "Q?", "--option", "only one"]);
+    let out = vidflow(&[
+        "--video",
+        clip.to_str().unwrap(),
+        "--question",
+        "Q?",
+        "--option",
+        "only one",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least two --option"));
 }

@@ -32,7 +32,7 @@ fn groups(meta: &GoldenMeta) -> Groups {
     }
 }
 
-fn resolve<'g>(g: &'g Groups, name: &str) -> Vec<usize> {
+fn resolve(g: &Groups, name: &str) -> Vec<usize> {
     match name {
         "video" => g.video.clone(),
         "last" => vec![g.last],
@@ -41,12 +41,21 @@ fn resolve<'g>(g: &'g Groups, name: &str) -> Vec<usize> {
 }
 
 /// The masks of every layer for a case, over the given query and key positions.
-fn case_masks(meta: &GoldenMeta, case: &GoldenCase, queries: &[usize], keys: &[usize]) -> Vec<EdgeMask> {
+fn case_masks(
+    meta: &GoldenMeta,
+    case: &GoldenCase,
+    queries: &[usize],
+    keys: &[usize],
+) -> Vec<EdgeMask> {
     let g = groups(meta);
     (0..meta.num_layers)
         .map(|l| {
             let mut m = EdgeMask::causal(case.batch, queries, keys);
-            for b in case.blocks.iter().filter(|b| b.layers[0] <= l && l <= b.layers[1]) {
+            for b in case
+                .blocks
+                .iter()
+                .filter(|b| b.layers[0] <= l && l <= b.layers[1])
+            {
                 if b.source == "cross-frame" {
                     assert_eq!(b.target, "cross-frame");
                     for i in 0..g.frames.len() {
@@ -67,14 +76,24 @@ fn case_masks(meta: &GoldenMeta, case: &GoldenCase, queries: &[usize], keys: &[u
 /// Rows and keys of a case: every position, except the extend case which computes P..S.
 fn case_positions(golden: &Golden, name: &str) -> (Vec<usize>, Vec<usize>) {
     let s = golden.meta.seq_len;
-    let first = if name == "extend" { golden.meta.prefix_len } else { 0 };
+    let first = if name == "extend" {
+        golden.meta.prefix_len
+    } else {
+        0
+    };
     ((first..s).collect(), (0..s).collect())
 }
 
 /// Rust's own input pipeline: vision graph, embeddings, splice, rotary tables.
 fn rust_inputs(pkg: &Package, golden: &Golden) -> (Array3<f32>, Rotary) {
-    let pixels = golden.f32("pixel_values").into_dimensionality::<Ix4>().unwrap();
-    let ids = golden.i64("input_ids").into_dimensionality::<Ix2>().unwrap();
+    let pixels = golden
+        .f32("pixel_values")
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let ids = golden
+        .i64("input_ids")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     let video = engine::encode_video(pkg, pixels.view()).unwrap();
     let text = engine::embed_tokens(pkg, ids.view()).unwrap();
     let at = ids
@@ -82,7 +101,10 @@ fn rust_inputs(pkg: &Package, golden: &Golden) -> (Array3<f32>, Rotary) {
         .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
         .expect("placeholder in input_ids");
     let embeds = engine::splice_video(text.view(), at, video.view()).unwrap();
-    let positions = golden.i64("position_ids").into_dimensionality::<Ix2>().unwrap();
+    let positions = golden
+        .i64("position_ids")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     let rot = engine::rotary(pkg, positions.view()).unwrap();
     (embeds, rot)
 }
@@ -127,14 +149,33 @@ fn last_logits(pkg: &Package, out: &engine::ForwardOutput) -> Array2<f32> {
 }
 
 fn compare_case(pkg: &Package, golden: &Golden, name: &str, out: &engine::ForwardOutput) {
-    let expected = golden.f32(&format!("{name}.hidden")).into_dimensionality::<Ix4>().unwrap();
-    assert_eq!(out.hidden_states.len(), expected.shape()[0], "{name}: layer count");
+    let expected = golden
+        .f32(&format!("{name}.hidden"))
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    assert_eq!(
+        out.hidden_states.len(),
+        expected.shape()[0],
+        "{name}: layer count"
+    );
     for (l, h) in out.hidden_states.iter().enumerate() {
-        let what = if l == 0 { format!("{name}: layer input") } else { format!("{name}: output of layer {}", l - 1) };
+        let what = if l == 0 {
+            format!("{name}: layer input")
+        } else {
+            format!("{name}: output of layer {}", l - 1)
+        };
         assert_close(h.view(), expected.index_axis(Axis(0), l), TOL, &what);
     }
-    let logits = golden.f32(&format!("{name}.logits_last")).into_dimensionality::<Ix2>().unwrap();
-    assert_close(last_logits(pkg, out).view(), logits.view(), TOL, &format!("{name}: last-position logits"));
+    let logits = golden
+        .f32(&format!("{name}.logits_last"))
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    assert_close(
+        last_logits(pkg, out).view(),
+        logits.view(),
+        TOL,
+        &format!("{name}: last-position logits"),
+    );
 }
 
 #[test]
@@ -144,12 +185,28 @@ fn masks_built_from_groups_equal_pytorch_masks() {
         let (q, k) = case_positions(&golden, &case.name);
         let masks = case_masks(&golden.meta, case, &q, &k);
         let expected = golden.u8(&format!("{}.blocked", case.name));
-        assert_eq!(expected.shape(), [golden.meta.num_layers, case.batch, q.len(), k.len()], "{}", case.name);
+        assert_eq!(
+            expected.shape(),
+            [golden.meta.num_layers, case.batch, q.len(), k.len()],
+            "{}",
+            case.name
+        );
         for (l, m) in masks.iter().enumerate() {
             let ours = m.blocked().mapv(u8::from);
-            let theirs = expected.index_axis(Axis(0), l).into_dimensionality::<Ix3>().unwrap();
-            let diff = ours.iter().zip(theirs.iter()).filter(|(a, b)| a != b).count();
-            assert_eq!(diff, 0, "case {} layer {l}: {diff} mask entries differ from PyTorch", case.name);
+            let theirs = expected
+                .index_axis(Axis(0), l)
+                .into_dimensionality::<Ix3>()
+                .unwrap();
+            let diff = ours
+                .iter()
+                .zip(theirs.iter())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                diff, 0,
+                "case {} layer {l}: {diff} mask entries differ from PyTorch",
+                case.name
+            );
         }
     }
     // The knockout case must actually block something beyond causality, or the test is vacuous.
@@ -164,9 +221,15 @@ fn masks_built_from_groups_equal_pytorch_masks() {
 fn vision_embedding_and_rotary_graphs_match_pytorch() {
     let pkg = open_tiny();
     let golden = Golden::load();
-    let pixels = golden.f32("pixel_values").into_dimensionality::<Ix4>().unwrap();
+    let pixels = golden
+        .f32("pixel_values")
+        .into_dimensionality::<Ix4>()
+        .unwrap();
     let video = engine::encode_video(&pkg, pixels.view()).unwrap();
-    let want = golden.f32("video_embeds").into_dimensionality::<Ix2>().unwrap();
+    let want = golden
+        .f32("video_embeds")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     assert_close(video.view(), want.view(), TOL, "video embeddings");
 
     let (embeds, rot) = rust_inputs(&pkg, &golden);
@@ -207,7 +270,10 @@ fn batch_of_two_masks_matches_pytorch() {
     let case = golden.case("batch2");
     assert_eq!(case.batch, 2);
     let (embeds, rot) = rust_inputs(&pkg, &golden);
-    let batch = embeds.broadcast((2, embeds.shape()[1], embeds.shape()[2])).unwrap().to_owned();
+    let batch = embeds
+        .broadcast((2, embeds.shape()[1], embeds.shape()[2]))
+        .unwrap()
+        .to_owned();
     let (q, k) = case_positions(&golden, "batch2");
     let masks = case_masks(&golden.meta, case, &q, &k);
     let out = run_case(&pkg, batch, &rot, &masks, None);
@@ -220,8 +286,14 @@ fn extend_with_past_kv_matches_pytorch() {
     let golden = Golden::load();
     let p = golden.meta.prefix_len;
     let (embeds, rot) = rust_inputs(&pkg, &golden);
-    let keys = golden.f32("extend.past_key").into_dimensionality::<ndarray::Ix5>().unwrap();
-    let values = golden.f32("extend.past_value").into_dimensionality::<ndarray::Ix5>().unwrap();
+    let keys = golden
+        .f32("extend.past_key")
+        .into_dimensionality::<ndarray::Ix5>()
+        .unwrap();
+    let values = golden
+        .f32("extend.past_value")
+        .into_dimensionality::<ndarray::Ix5>()
+        .unwrap();
     let past: Vec<LayerKv> = (0..golden.meta.num_layers)
         .map(|l| LayerKv {
             key: keys.index_axis(Axis(0), l).to_owned(),
@@ -244,7 +316,13 @@ fn extend_equals_prefill_on_the_same_rows() {
     let (embeds, rot) = rust_inputs(&pkg, &golden);
     let case = golden.case("knockout");
     let (q, k) = case_positions(&golden, "knockout");
-    let full = run_case(&pkg, embeds.clone(), &rot, &case_masks(&golden.meta, case, &q, &k), None);
+    let full = run_case(
+        &pkg,
+        embeds.clone(),
+        &rot,
+        &case_masks(&golden.meta, case, &q, &k),
+        None,
+    );
 
     // Reuse the prefill's K/V of rows 0..P as past and recompute only P..S.
     let past: Vec<LayerKv> = full
@@ -257,11 +335,32 @@ fn extend_equals_prefill_on_the_same_rows() {
         .collect();
     let rows: Vec<usize> = (p..golden.meta.seq_len).collect();
     let masks = case_masks(&golden.meta, case, &rows, &k);
-    let ext = run_case(&pkg, embeds.slice(s![.., p.., ..]).to_owned(), &gather_rows(&rot, p), &masks, Some(&past));
-    for (l, (a, b)) in ext.hidden_states.iter().zip(&full.hidden_states).enumerate() {
-        assert_close(a.view(), b.slice(s![.., p.., ..]), 1e-5, &format!("extend vs prefill, hidden state {l}"));
+    let ext = run_case(
+        &pkg,
+        embeds.slice(s![.., p.., ..]).to_owned(),
+        &gather_rows(&rot, p),
+        &masks,
+        Some(&past),
+    );
+    for (l, (a, b)) in ext
+        .hidden_states
+        .iter()
+        .zip(&full.hidden_states)
+        .enumerate()
+    {
+        assert_close(
+            a.view(),
+            b.slice(s![.., p.., ..]),
+            1e-5,
+            &format!("extend vs prefill, hidden state {l}"),
+        );
     }
-    assert_close(last_logits(&pkg, &ext).view(), last_logits(&pkg, &full).view(), 1e-5, "extend vs prefill logits");
+    assert_close(
+        last_logits(&pkg, &ext).view(),
+        last_logits(&pkg, &full).view(),
+        1e-5,
+        "extend vs prefill logits",
+    );
 }
 
 #[test]
@@ -270,7 +369,13 @@ fn three_lens_projections_match_pytorch() {
     let golden = Golden::load();
     let (embeds, rot) = rust_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "prefill");
-    let out = run_case(&pkg, embeds, &rot, &case_masks(&golden.meta, golden.case("prefill"), &q, &k), None);
+    let out = run_case(
+        &pkg,
+        embeds,
+        &rot,
+        &case_masks(&golden.meta, golden.case("prefill"), &q, &k),
+        None,
+    );
     for (proj, name) in [
         (Projection::NormHead, "prefill.lens_norm"),
         (Projection::Head, "prefill.lens_lm"),
@@ -281,7 +386,12 @@ fn three_lens_projections_match_pytorch() {
             let h = &out.hidden_states[l + 1];
             let last: ArrayView3<'_, f32> = h.slice(s![.., h.shape()[1] - 1.., ..]);
             let got = engine::project(&pkg, proj, last).unwrap();
-            assert_close(got.slice(s![0, 0, ..]), want.index_axis(Axis(0), l), TOL, &format!("{name} layer {l}"));
+            assert_close(
+                got.slice(s![0, 0, ..]),
+                want.index_axis(Axis(0), l),
+                TOL,
+                &format!("{name} layer {l}"),
+            );
         }
     }
 }
@@ -296,19 +406,35 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
     let case = golden.case("knockout");
     let (q, k) = case_positions(&golden, "knockout");
     let masks = case_masks(&golden.meta, case, &q, &k);
-    let want = golden.f32("knockout.logits_last").into_dimensionality::<Ix2>().unwrap();
+    let want = golden
+        .f32("knockout.logits_last")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
     let err = |out: &engine::ForwardOutput| max_err(&last_logits(&pkg, out).view(), &want.view());
 
     // Rotary tables with positions shifted by one from the video on (a uniform shift of every
     // position leaves relative distances, hence RoPE attention, unchanged).
-    let mut shifted = golden.i64("position_ids").into_dimensionality::<Ix2>().unwrap();
-    shifted.slice_mut(s![.., golden.meta.video_start..]).mapv_inplace(|p| p + 1);
+    let mut shifted = golden
+        .i64("position_ids")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    shifted
+        .slice_mut(s![.., golden.meta.video_start..])
+        .mapv_inplace(|p| p + 1);
     let wrong_rot = engine::rotary(&pkg, shifted.view()).unwrap();
-    assert!(err(&run_case(&pkg, embeds.clone(), &wrong_rot, &masks, None)) > 10.0 * TOL, "shifted rotary went unnoticed");
+    assert!(
+        err(&run_case(&pkg, embeds.clone(), &wrong_rot, &masks, None)) > 10.0 * TOL,
+        "shifted rotary went unnoticed"
+    );
 
     // The plain causal mask in place of the knockout.
-    let causal: Vec<EdgeMask> = (0..golden.meta.num_layers).map(|_| EdgeMask::causal(1, &q, &k)).collect();
-    assert!(err(&run_case(&pkg, embeds.clone(), &rot, &causal, None)) > 10.0 * TOL, "missing knockout went unnoticed");
+    let causal: Vec<EdgeMask> = (0..golden.meta.num_layers)
+        .map(|_| EdgeMask::causal(1, &q, &k))
+        .collect();
+    assert!(
+        err(&run_case(&pkg, embeds.clone(), &rot, &causal, None)) > 10.0 * TOL,
+        "missing knockout went unnoticed"
+    );
 
     // Past K/V with two rows swapped.
     let p = golden.meta.prefix_len;
@@ -322,11 +448,20 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
             let b = key.slice(s![.., .., p - 1, ..]).to_owned();
             key.slice_mut(s![.., .., 0, ..]).assign(&b);
             key.slice_mut(s![.., .., p - 1, ..]).assign(&a);
-            LayerKv { key, value: kv.value.slice(s![.., .., ..p, ..]).to_owned() }
+            LayerKv {
+                key,
+                value: kv.value.slice(s![.., .., ..p, ..]).to_owned(),
+            }
         })
         .collect();
     let rows: Vec<usize> = (p..golden.meta.seq_len).collect();
     let ext_masks = case_masks(&golden.meta, case, &rows, &k);
-    let ext = run_case(&pkg, embeds.slice(s![.., p.., ..]).to_owned(), &gather_rows(&rot, p), &ext_masks, Some(&past));
+    let ext = run_case(
+        &pkg,
+        embeds.slice(s![.., p.., ..]).to_owned(),
+        &gather_rows(&rot, p),
+        &ext_masks,
+        Some(&past),
+    );
     assert!(err(&ext) > 10.0 * TOL, "swapped K/V rows went unnoticed");
 }

@@ -13,7 +13,8 @@ fn edited_copy(edit: impl FnOnce(&mut serde_yaml::Value)) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&tiny_dir(), tmp.path());
     let path = tmp.path().join("model.yaml");
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut doc);
     std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
     tmp
@@ -45,7 +46,10 @@ fn open_err(dir: &Path) -> String {
 fn the_shipped_package_opens() {
     let pkg = open_tiny();
     assert_eq!(pkg.layers.len(), pkg.manifest.num_layers);
-    assert!(pkg.manifest.num_kv_heads < pkg.manifest.num_heads, "the test package must exercise GQA");
+    assert!(
+        pkg.manifest.num_kv_heads < pkg.manifest.num_heads,
+        "the test package must exercise GQA"
+    );
     for l in 0..pkg.num_layers() {
         pkg.layer_attn(l).expect("attention variant validates");
     }
@@ -57,7 +61,10 @@ fn unknown_manifest_field_is_named() {
         d["hiden_size"] = 64.into();
     });
     let msg = open_err(tmp.path());
-    assert!(msg.contains("model.yaml") && msg.contains("hiden_size"), "{msg}");
+    assert!(
+        msg.contains("model.yaml") && msg.contains("hiden_size"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -67,7 +74,10 @@ fn hidden_size_mismatch_names_the_graph_and_the_field() {
         d["hidden_size"] = (h + 8).into();
     });
     let msg = open_err(tmp.path());
-    assert!(msg.contains(".onnx") && msg.contains("hidden_size"), "{msg}");
+    assert!(
+        msg.contains(".onnx") && msg.contains("hidden_size"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -77,7 +87,10 @@ fn layer_count_mismatch_is_reported() {
         d["num_layers"] = (n + 1).into();
     });
     let msg = open_err(tmp.path());
-    assert!(msg.contains("graphs.layers") && msg.contains("num_layers"), "{msg}");
+    assert!(
+        msg.contains("graphs.layers") && msg.contains("num_layers"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -86,14 +99,18 @@ fn kv_head_mismatch_names_the_layer_graph() {
         d["num_kv_heads"] = d["num_heads"].clone();
     });
     let msg = open_err(tmp.path());
-    assert!(msg.contains("layer_00.onnx") && msg.contains("num_kv_heads"), "{msg}");
+    assert!(
+        msg.contains("layer_00.onnx") && msg.contains("num_kv_heads"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn missing_graph_file_is_named() {
     let tmp = edited_copy(|_| {});
     let m: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(tmp.path().join("model.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(tmp.path().join("model.yaml")).unwrap())
+            .unwrap();
     let rope = m["graphs"]["rope"].as_str().unwrap().to_string();
     std::fs::remove_file(tmp.path().join(&rope)).unwrap();
     let msg = open_err(tmp.path());
@@ -114,11 +131,17 @@ fn graph_swapped_for_another_is_rejected() {
 #[test]
 fn gpu_device_without_a_gpu_build_is_an_error_not_a_fallback() {
     for device in [Device::Cuda, Device::TensorRt] {
-        let opts = RuntimeOptions { device, ..options() };
+        let opts = RuntimeOptions {
+            device,
+            ..options()
+        };
         let msg = match Package::open(&tiny_dir(), &opts) {
             Ok(_) => panic!("{device} must not silently run on the CPU build"),
             Err(e) => e.to_string(),
         };
-        assert!(msg.contains(&device.to_string()) && msg.contains("onnxruntime-gpu"), "{msg}");
+        assert!(
+            msg.contains(&device.to_string()) && msg.contains("onnxruntime-gpu"),
+            "{msg}"
+        );
     }
 }

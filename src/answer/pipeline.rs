@@ -8,9 +8,9 @@ use super::scores::{score_options, OptionScores};
 use crate::engine::{self, ForwardSpec, Keep, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::EdgeMask;
+use crate::package::manifest::VideoSpec;
 use crate::package::{Package, Projection};
 use crate::prompt::{PromptBuilder, PromptLayout};
-use crate::package::manifest::VideoSpec;
 use crate::video::load_video;
 
 /// What the engine needs of a sample, prepared without touching ONNX Runtime.
@@ -21,7 +21,11 @@ pub struct SampleInputs {
 }
 
 /// Decodes and samples the video and lays out the prompt.
-pub fn prepare(builder: &PromptBuilder, video: &VideoSpec, sample: &Sample) -> Result<SampleInputs> {
+pub fn prepare(
+    builder: &PromptBuilder,
+    video: &VideoSpec,
+    sample: &Sample,
+) -> Result<SampleInputs> {
     let options: Vec<&str> = sample.options.iter().map(String::as_str).collect();
     let layout = builder.layout(&sample.question, &options, sample.answer)?;
     let input = load_video(&sample.video, video, sample.window, None)?;
@@ -53,7 +57,11 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Array3<f32>, Rotar
 }
 
 /// Last-position logits `[V]` of a plain causal prefill.
-pub fn last_logits(pkg: &Package, embeds: Array3<f32>, rotary: &Rotary) -> Result<ndarray::Array1<f32>> {
+pub fn last_logits(
+    pkg: &Package,
+    embeds: Array3<f32>,
+    rotary: &Rotary,
+) -> Result<ndarray::Array1<f32>> {
     let s = embeds.shape()[1];
     let mask = EdgeMask::full_causal(1, s).additive();
     let mask_fn = |_l: usize| Ok(mask.clone());
@@ -69,7 +77,9 @@ pub fn last_logits(pkg: &Package, embeds: Array3<f32>, rotary: &Rotary) -> Resul
         },
     )?;
     let logits = engine::project(pkg, Projection::NormHead, out.last_row())?;
-    Ok(logits.index_axis_move(Axis(0), 0).index_axis_move(Axis(0), 0))
+    Ok(logits
+        .index_axis_move(Axis(0), 0)
+        .index_axis_move(Axis(0), 0))
 }
 
 /// Scores the options of a prepared sample.
@@ -77,6 +87,12 @@ pub fn answer(pkg: &Package, inputs: &SampleInputs) -> Result<OptionScores> {
     let (embeds, rotary) = embed(pkg, inputs)?;
     let logits = last_logits(pkg, embeds, &rotary)?;
     let layout = &inputs.layout;
-    let labels: Vec<String> = pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()].to_vec();
-    score_options(logits.view(), &labels, &layout.option_token_ids, layout.answer)
+    let labels: Vec<String> =
+        pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()].to_vec();
+    score_options(
+        logits.view(),
+        &labels,
+        &layout.option_token_ids,
+        layout.answer,
+    )
 }

@@ -24,7 +24,11 @@ where
 {
     let n = items.len();
     let queue: Arc<Mutex<std::vec::IntoIter<(usize, I)>>> = Arc::new(Mutex::new(
-        items.into_iter().enumerate().collect::<Vec<_>>().into_iter(),
+        items
+            .into_iter()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_iter(),
     ));
     let (tx, rx) = mpsc::sync_channel::<(usize, I, T)>(ahead.max(1));
     let prepare = Arc::new(prepare);

@@ -54,7 +54,10 @@ pub fn answer_index(options: &[String], answer: &str) -> Option<usize> {
 pub fn window(start: Option<f64>, end: Option<f64>) -> Option<TimeWindow> {
     match (start, end) {
         (None, None) => None,
-        (s, e) => Some(TimeWindow::new(s.unwrap_or(0.0), e.unwrap_or(f64::INFINITY))),
+        (s, e) => Some(TimeWindow::new(
+            s.unwrap_or(0.0),
+            e.unwrap_or(f64::INFINITY),
+        )),
     }
 }
 
@@ -84,9 +87,14 @@ pub fn load_samples(path: &Path) -> Result<Vec<Sample>> {
                         r.options.len()
                     )))
                 }
-                Some(AnswerField::Text(t)) => Some(answer_index(&r.options, &t).ok_or_else(|| {
-                    bad(format!("answer {t:?} is not among the options {:?}", r.options))
-                })?),
+                Some(AnswerField::Text(t)) => {
+                    Some(answer_index(&r.options, &t).ok_or_else(|| {
+                        bad(format!(
+                            "answer {t:?} is not among the options {:?}",
+                            r.options
+                        ))
+                    })?)
+                }
             };
             Ok(Sample {
                 id: r.id.unwrap_or_else(|| format!("{i}")),

@@ -71,7 +71,9 @@ pub fn score_options(
             .ok()
             .filter(|&i| i < vocab)
             .ok_or_else(|| {
-                Error::Input(format!("label token {tok} is outside the vocabulary ({vocab})"))
+                Error::Input(format!(
+                    "label token {tok} is outside the vocabulary ({vocab})"
+                ))
             })?;
         probs.push(p[i]);
     }
@@ -80,10 +82,11 @@ pub fn score_options(
         .iter()
         .enumerate()
         .fold(0, |best, (i, &x)| if x > probs[best] { i } else { best });
-    let (argmax, argmax_prob) = p
-        .iter()
-        .enumerate()
-        .fold((0, 0.0), |(bi, bp), (i, &x)| if x > bp { (i, x) } else { (bi, bp) });
+    let (argmax, argmax_prob) =
+        p.iter().enumerate().fold(
+            (0, 0.0),
+            |(bi, bp), (i, &x)| if x > bp { (i, x) } else { (bi, bp) },
+        );
     Ok(OptionScores {
         labels: labels.to_vec(),
         label_tokens: label_tokens.to_vec(),

@@ -1,7 +1,7 @@
 //! `vidflow answer`: answer a multiple-choice question about a video (or a JSON list of them).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -91,7 +91,10 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
     let video = args.video.clone().expect("clap requires --video");
     let question = args.question.clone().expect("clap requires --question");
     if args.options.len() < 2 {
-        bail!("give at least two --option values (got {})", args.options.len());
+        bail!(
+            "give at least two --option values (got {})",
+            args.options.len()
+        );
     }
     let truth = args
         .answer
@@ -120,45 +123,66 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
     if args.json {
         print_json(&mut out, &sample, Some(&inputs.frame_indices), Ok(&scores))?;
     } else {
-        print_table(&mut out, &sample, &inputs.frame_indices, input.sampled.total_frames, &scores)?;
+        print_table(
+            &mut out,
+            &sample,
+            &inputs.frame_indices,
+            input.sampled.total_frames,
+            &scores,
+        )?;
     }
     Ok(())
 }
 
-fn run_list(args: &Args, pkg: &Package, builder: Arc<PromptBuilder>, path: &PathBuf) -> anyhow::Result<()> {
+fn run_list(
+    args: &Args,
+    pkg: &Package,
+    builder: Arc<PromptBuilder>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let samples = answer::load_samples(path)?;
     let total = samples.len();
     let mut scored = 0usize;
     let mut correct = 0usize;
     let mut failed = Vec::new();
     let mut out = std::io::stdout().lock();
-    answer::answer_all(pkg, builder, samples, args.workers.max(1), |sample, result| {
-        let write = match &result {
-            Ok(scores) => {
-                scored += 1;
-                if scores.correct() == Some(true) {
-                    correct += 1;
+    answer::answer_all(
+        pkg,
+        builder,
+        samples,
+        args.workers.max(1),
+        |sample, result| {
+            let write = match &result {
+                Ok(scores) => {
+                    scored += 1;
+                    if scores.correct() == Some(true) {
+                        correct += 1;
+                    }
+                    if args.json {
+                        print_json(&mut out, sample, None, Ok(scores))
+                    } else {
+                        print_row(&mut out, sample, scores)
+                    }
                 }
-                if args.json {
-                    print_json(&mut out, sample, None, Ok(scores))
-                } else {
-                    print_row(&mut out, sample, scores)
+                Err(e) => {
+                    failed.push(format!("{}: {e}", sample.id));
+                    if args.json {
+                        print_json(&mut out, sample, None, Err(e.to_string()))
+                    } else {
+                        writeln!(out, "{:<16} error: {e}", sample.id).map_err(anyhow::Error::from)
+                    }
                 }
-            }
-            Err(e) => {
-                failed.push(format!("{}: {e}", sample.id));
-                if args.json {
-                    print_json(&mut out, sample, None, Err(e.to_string()))
-                } else {
-                    writeln!(out, "{:<16} error: {e}", sample.id).map_err(anyhow::Error::from)
-                }
-            }
-        };
-        write.map_err(|e| vidflow::Error::Input(format!("cannot write output: {e}")))
-    })
+            };
+            write.map_err(|e| vidflow::Error::Input(format!("cannot write output: {e}")))
+        },
+    )
     .with_context(|| format!("answering {}", path.display()))?;
     if !args.json {
-        writeln!(out, "{scored} of {total} samples scored, {correct} correct; {} failed", failed.len())?;
+        writeln!(
+            out,
+            "{scored} of {total} samples scored, {correct} correct; {} failed",
+            failed.len()
+        )?;
     }
     for f in &failed {
         eprintln!("skipped {f}");
@@ -214,10 +238,18 @@ fn print_table(
     total_frames: usize,
     s: &OptionScores,
 ) -> anyhow::Result<()> {
-    writeln!(out, "video     {} (frames {frames:?} of {total_frames})", sample.video.display())?;
+    writeln!(
+        out,
+        "video     {} (frames {frames:?} of {total_frames})",
+        sample.video.display()
+    )?;
     writeln!(out, "question  {}", sample.question)?;
     writeln!(out)?;
-    writeln!(out, "  {:<6} {:>10} {:>8}  option", "label", "p(label)", "share")?;
+    writeln!(
+        out,
+        "  {:<6} {:>10} {:>8}  option",
+        "label", "p(label)", "share"
+    )?;
     for (i, text) in sample.options.iter().enumerate() {
         let mut marks = Vec::new();
         if i == s.predicted {
@@ -226,7 +258,11 @@ fn print_table(
         if s.truth == Some(i) {
             marks.push("truth");
         }
-        let marks = if marks.is_empty() { String::new() } else { format!("   <- {}", marks.join(", ")) };
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!("   <- {}", marks.join(", "))
+        };
         writeln!(
             out,
             "  {:<6} {:>10.6} {:>7.2}%  {text}{marks}",

@@ -20,10 +20,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let v = &m.video;
     println!("package      {}", args.package.display());
     println!("name         {}", m.name);
-    println!("family       {}   dtype {}", yaml_name(&m.family), yaml_name(&m.dtype));
+    println!(
+        "family       {}   dtype {}",
+        yaml_name(&m.family),
+        yaml_name(&m.dtype)
+    );
     println!(
         "decoder      {} layers, hidden {}, heads {} (kv {}), head dim {}, rope dim {}, mlp {}",
-        m.num_layers, m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim, m.rope_dim, m.intermediate_size
+        m.num_layers,
+        m.hidden_size,
+        m.num_heads,
+        m.num_kv_heads,
+        m.head_dim,
+        m.rope_dim,
+        m.intermediate_size
     );
     println!("vocabulary   {} tokens ({})", m.vocab_size, m.tokenizer);
     println!(
@@ -51,5 +61,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The name a manifest enum has in model.yaml.
 fn yaml_name<T: serde::Serialize>(v: &T) -> String {
-    serde_yaml::to_string(v).unwrap_or_default().trim().to_string()
+    serde_yaml::to_string(v)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "vidflow", version, about = "Information-flow analysis and pathway-pruned VideoQA for Video LLMs on ONNX Runtime")]
+#[command(
+    name = "vidflow",
+    version,
+    about = "Information-flow analysis and pathway-pruned VideoQA for Video LLMs on ONNX Runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

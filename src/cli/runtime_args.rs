@@ -42,7 +42,9 @@ impl RuntimeArgs {
             device: self.device.parse::<Device>()?,
             threads: self.threads,
             ort_library: self.ort_lib.clone(),
-            cuda: CudaOptions { device_id: self.gpu },
+            cuda: CudaOptions {
+                device_id: self.gpu,
+            },
             tensorrt: TensorRtOptions {
                 fp16: self.trt_fp16,
                 engine_cache: self.trt_cache.clone(),

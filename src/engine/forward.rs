@@ -68,7 +68,9 @@ fn batched<'v>(a: &'v Array3<f32>, b: usize, what: &str) -> Result<ArrayView3<'v
     } else if ab == 1 {
         Ok(a.broadcast((b, q, r)).expect("batch 1 broadcasts"))
     } else {
-        Err(Error::Input(format!("{what} has batch {ab}, rows have batch {b}")))
+        Err(Error::Input(format!(
+            "{what} has batch {ab}, rows have batch {b}"
+        )))
     }
 }
 
@@ -79,7 +81,9 @@ fn batched4<'v>(a: &'v Array4<f32>, b: usize, what: &str) -> Result<ArrayView4<'
     } else if ab == 1 {
         Ok(a.broadcast((b, h, p, d)).expect("batch 1 broadcasts"))
     } else {
-        Err(Error::Input(format!("{what} has batch {ab}, rows have batch {b}")))
+        Err(Error::Input(format!(
+            "{what} has batch {ab}, rows have batch {b}"
+        )))
     }
 }
 
@@ -121,7 +125,10 @@ pub fn forward(pkg: &Package, spec: ForwardSpec<'_>) -> Result<ForwardOutput> {
         let (pk, pv) = match spec.past {
             Some(past) => {
                 let kv = past.get(l).ok_or_else(|| {
-                    Error::Input(format!("past K/V given for {} layers, layer {l} needs one", past.len()))
+                    Error::Input(format!(
+                        "past K/V given for {} layers, layer {l} needs one",
+                        past.len()
+                    ))
                 })?;
                 (
                     batched4(&kv.key, b, "past key")?,

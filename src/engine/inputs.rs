@@ -38,9 +38,10 @@ pub fn embed_tokens(pkg: &Package, ids: ArrayView2<'_, i64>) -> Result<Array3<f3
             "token id {bad} is outside the vocabulary (size {vocab})"
         )));
     }
-    let out = pkg
-        .embed
-        .run(vec![(EMBED_IN_IDS, Input::I64(ids.into_dyn()))], &[EMBED_OUT])?;
+    let out = pkg.embed.run(
+        vec![(EMBED_IN_IDS, Input::I64(ids.into_dyn()))],
+        &[EMBED_OUT],
+    )?;
     into_dim::<Ix3>(out, pkg.embed.path())
 }
 
@@ -71,7 +72,11 @@ pub fn splice_video(
         .to_owned();
     Ok(concatenate(
         Axis(1),
-        &[text.slice(s![.., ..at, ..]), vid.view(), text.slice(s![.., at + 1.., ..])],
+        &[
+            text.slice(s![.., ..at, ..]),
+            vid.view(),
+            text.slice(s![.., at + 1.., ..]),
+        ],
     )
     .expect("same batch and width"))
 }
@@ -91,10 +96,11 @@ pub fn rotary(pkg: &Package, positions: ArrayView2<'_, i64>) -> Result<Rotary> {
     )?;
     let mut it = out.into_iter();
     let dim3 = |a: ndarray::ArrayD<f32>| {
-        a.into_dimensionality::<Ix3>().map_err(|e| Error::GraphMismatch {
-            path: pkg.rope.path().to_path_buf(),
-            msg: e.to_string(),
-        })
+        a.into_dimensionality::<Ix3>()
+            .map_err(|e| Error::GraphMismatch {
+                path: pkg.rope.path().to_path_buf(),
+                msg: e.to_string(),
+            })
     };
     Ok(Rotary {
         cos: dim3(it.next().expect("cos"))?,

@@ -71,9 +71,21 @@ pub fn run_layer(
     };
     let mut it = out.into_iter();
     Ok(LayerOutput {
-        hidden: it.next().expect("hidden").into_dimensionality::<Ix3>().map_err(bad)?,
-        key: it.next().expect("key").into_dimensionality::<Ix4>().map_err(bad)?,
-        value: it.next().expect("value").into_dimensionality::<Ix4>().map_err(bad)?,
+        hidden: it
+            .next()
+            .expect("hidden")
+            .into_dimensionality::<Ix3>()
+            .map_err(bad)?,
+        key: it
+            .next()
+            .expect("key")
+            .into_dimensionality::<Ix4>()
+            .map_err(bad)?,
+        value: it
+            .next()
+            .expect("value")
+            .into_dimensionality::<Ix4>()
+            .map_err(bad)?,
         attn: it
             .next()
             .map(|a| a.into_dimensionality::<Ix4>().map_err(bad))

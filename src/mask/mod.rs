@@ -148,7 +148,10 @@ mod tests {
     #[test]
     fn causal_mask_opens_s_times_s_plus_one_over_two_edges() {
         for s in [1, 2, 7, 40] {
-            assert_eq!(EdgeMask::full_causal(1, s).open_edges(), vec![s * (s + 1) / 2]);
+            assert_eq!(
+                EdgeMask::full_causal(1, s).open_edges(),
+                vec![s * (s + 1) / 2]
+            );
         }
     }
 

@@ -80,7 +80,11 @@ impl Graph {
     }
 
     /// Runs the graph and returns the named float outputs, in the order asked.
-    pub fn run(&self, inputs: Vec<(&str, Input<'_>)>, outputs: &[&str]) -> Result<Vec<ArrayD<f32>>> {
+    pub fn run(
+        &self,
+        inputs: Vec<(&str, Input<'_>)>,
+        outputs: &[&str],
+    ) -> Result<Vec<ArrayD<f32>>> {
         let ctx = |e: ort::Error| Error::Runtime(format!("{}: {e}", self.path.display()));
         // Contiguous copies only where a view is not already in standard layout.
         let f32_owned: Vec<(usize, CowArray<'_, f32, IxDyn>)> = inputs
@@ -110,10 +114,9 @@ impl Graph {
                 };
             values.push((name.to_string(), value));
         }
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| Error::Runtime(format!("{}: session lock poisoned", self.path.display())))?;
+        let mut session = self.session.lock().map_err(|_| {
+            Error::Runtime(format!("{}: session lock poisoned", self.path.display()))
+        })?;
         let result = session.run(values).map_err(ctx)?;
         outputs
             .iter()

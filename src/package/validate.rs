@@ -121,12 +121,7 @@ pub fn layer(m: &Manifest, with_attn: bool) -> (Vec<Spec>, Vec<Spec>) {
         outputs.push(spec(
             LAYER_OUT_ATTN,
             F32,
-            vec![
-                Dy("B"),
-                Fx("num_heads", m.num_heads),
-                Dy("Q"),
-                Dy("P+Q"),
-            ],
+            vec![Dy("B"), Fx("num_heads", m.num_heads), Dy("Q"), Dy("P+Q")],
         ));
     }
     (inputs, outputs)

@@ -25,7 +25,11 @@ pub fn locate_library(requested: Option<&Path>) -> Result<PathBuf> {
             candidates.push(up.join(".ort/lib").join(LIB_NAME));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ort/lib").join(LIB_NAME));
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".ort/lib")
+            .join(LIB_NAME),
+    );
     candidates
         .iter()
         .find(|p| p.is_file())
