@@ -1,5 +1,5 @@
 //! vidflow: a runtime for Video LLMs exported to ONNX, for information-flow analysis and
-//! pathway-pruned VideoQA. See `docs/package.md` for the model package contract.
+//! pathway-pruned VideoQA. The model package contract is in README.md ("Model package").
 
 pub mod answer;
 pub mod engine;

@@ -1,4 +1,4 @@
-//! One decoder layer call in extend form (docs/package.md).
+//! One decoder layer call in extend form (README.md, "Model package").
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Ix3, Ix4};
 
