@@ -2,8 +2,10 @@
 //! pathway-pruned VideoQA. The model package contract is in README.md ("Model package").
 
 pub mod answer;
+pub mod data;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod mask;
 pub mod package;
 pub mod prompt;

@@ -1,6 +1,7 @@
 //! Subcommands of `vidflow`.
 
 mod answer;
+mod eval;
 mod info;
 mod runtime_args;
 
@@ -25,6 +26,10 @@ enum Command {
     Info(info::Args),
     /// Answer a multiple-choice question about a video, or a JSON list of samples.
     Answer(answer::Args),
+    /// Evaluate VideoQA accuracy on a TVBench, TOMATO or JSON dataset (resumable, shardable).
+    Eval(eval::EvalArgs),
+    /// Join the output folders of the shards of one evaluation.
+    Merge(eval::MergeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -39,6 +44,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Answer(a) => answer::run(a),
+        Command::Eval(a) => eval::run_eval(a),
+        Command::Merge(a) => eval::run_merge(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,81 @@
+//! The settings of an evaluation run, stored beside its records: a resumed run must have the same
+//! settings, and `vidflow merge` refuses to join shards whose settings differ.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const SETTINGS_FILE: &str = "settings.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Package name from its manifest, and the directory it was read from.
+    pub model: String,
+    pub model_dir: String,
+    pub data: String,
+    pub tasks: Option<Vec<String>>,
+    pub frames: usize,
+    /// `full`, `pathways:FILE` or `random:RATIO`.
+    pub mode: String,
+    pub seed: u64,
+    pub limit: Option<usize>,
+    /// `(k, n)`: this run holds samples with index % n == k - 1.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl EvalSettings {
+    /// The settings that must agree between shards of one run (everything but the shard).
+    pub fn without_shard(&self) -> EvalSettings {
+        EvalSettings {
+            shard: None,
+            ..self.clone()
+        }
+    }
+
+    pub fn read(dir: &Path) -> Result<Option<EvalSettings>> {
+        let path = dir.join(SETTINGS_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Data {
+                path: path.clone(),
+                msg: format!("not an evaluation settings file: {e}"),
+            })
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(SETTINGS_FILE);
+        let text = serde_json::to_string_pretty(self).expect("settings serialize");
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    }
+
+    /// A field-by-field description of how two settings differ, for error messages.
+    pub fn differences(&self, other: &EvalSettings) -> Vec<String> {
+        let a = serde_json::to_value(self).expect("serialize");
+        let b = serde_json::to_value(other).expect("serialize");
+        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+        a.iter()
+            .filter(|(k, v)| b.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// Parses `K/N` (1-based K).
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::Input(format!("--shard {s}: expected K/N with 1 <= K <= N"));
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
