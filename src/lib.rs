@@ -2,14 +2,22 @@
 //! pathway-pruned VideoQA. The model package contract is in README.md ("Model package").
 
 pub mod answer;
+pub mod attention;
 pub mod data;
+pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod knockout;
+pub mod lens;
 pub mod mask;
 pub mod package;
+pub mod pathway;
+pub mod plan;
 pub mod prompt;
+pub mod report;
 pub mod runtime;
+pub mod synth;
 pub mod video;
 
 pub use error::{Error, Result};

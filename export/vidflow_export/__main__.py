@@ -1,4 +1,4 @@
-"""CLI: python -m vidflow_export {build-tiny, export, golden, smollm2} ..."""
+"""CLI: python -m vidflow_export {build-tiny, export, golden, smollm2, smollm2-package} ..."""
 
 import argparse
 import sys
@@ -28,6 +28,11 @@ def main(argv=None) -> int:
     s.add_argument("--out", required=True, help="directory for layers/ and rope.onnx")
     s.add_argument("--layers", default=None, help="comma-separated 0-based layers (default: first,middle,last)")
 
+    sp = sub.add_parser("smollm2-package", help="complete package: SmolLM2 text + random vision tower (benchmarks)")
+    sp.add_argument("--out", required=True, help="package directory to write (e.g. out/smollm2-video)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the random vision tower")
+    sp.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers (quick checks)")
+
     args = p.parse_args(argv)
     if args.cmd == "build-tiny":
         from .tiny import build_tiny
@@ -50,6 +55,11 @@ def main(argv=None) -> int:
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         done = smollm2.export(args.out, layers)
         print(f"wrote SmolLM2 layers {done} to {args.out}")
+    elif args.cmd == "smollm2-package":
+        from .smollm2_package import export_package
+
+        m = export_package(args.out, seed=args.seed, num_layers=args.layers)
+        print(f"wrote package {m['name']} ({m['num_layers']} layers) to {args.out}")
     return 0
 
 

@@ -56,8 +56,9 @@ def corpus(seed: int = 0, n: int = 400) -> list[str]:
     return texts
 
 
-def train(vocab_size: int = 800, seed: int = 0) -> Tokenizer:
-    """Trains the tokenizer; the special tokens get ids 0.. in SPECIAL_TOKENS order."""
+def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None) -> Tokenizer:
+    """Trains the tokenizer on `texts` (default: the generated corpus of `seed`); the special
+    tokens get ids 0.. in SPECIAL_TOKENS order."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -70,7 +71,7 @@ def train(vocab_size: int = 800, seed: int = 0) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(seed), trainer=trainer)
+    tok.train_from_iterator(corpus(seed) if texts is None else texts, trainer=trainer)
     for t in SPECIAL_TOKENS:
         if len(tok.encode(t, add_special_tokens=False).ids) != 1:
             raise AssertionError(f"special token {t} does not tokenize to one id")

@@ -25,6 +25,9 @@ pub struct EvalArgs {
     /// full, pathways:FILE or random:RATIO.
     #[arg(long, default_value = "full")]
     mode: String,
+    /// Map a pathway config written for another layer count onto the model's layers.
+    #[arg(long)]
+    scale: bool,
     /// Seed of random blocking.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -60,14 +63,14 @@ pub struct MergeArgs {
 pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pkg = Package::open(&a.model, &a.runtime.options()?)?;
     let spec: DataSpec = a.data.parse()?;
-    let mode = EvalMode::parse(&a.mode)?;
+    let mode = EvalMode::parse(&a.mode, a.seed, pkg.num_layers(), a.scale)?;
     let settings = EvalSettings {
         model: pkg.manifest.name.clone(),
         model_dir: a.model.display().to_string(),
         data: spec.to_string(),
         tasks: a.tasks.clone(),
         frames: a.frames.unwrap_or(pkg.manifest.video.num_frames),
-        mode: a.mode.clone(),
+        mode: if a.scale { format!("{} (scaled)", a.mode) } else { a.mode.clone() },
         seed: a.seed,
         limit: a.limit,
         shard: a.shard.as_deref().map(eval::parse_shard).transpose()?,

@@ -1,9 +1,16 @@
 //! Subcommands of `vidflow`.
 
 mod answer;
+mod attention;
+mod bench;
+mod discover;
 mod eval;
 mod info;
+mod knockout;
+mod lens;
+mod plan;
 mod runtime_args;
+mod synth;
 
 use std::process::ExitCode;
 
@@ -30,6 +37,20 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Join the output folders of the shards of one evaluation.
     Merge(eval::MergeArgs),
+    /// Effective pathways from a knockout sweep, written as a pathway config.
+    Discover(discover::Args),
+    /// Compile a pathway config into an execution plan: rows, keys, edges and FLOPs per layer.
+    Plan(plan::Args),
+    /// Prefill latency of the full run vs pathway-pruned and dense masked runs.
+    Bench(bench::Args),
+    /// Attention-knockout sweeps: block flows between token groups layer by layer, measure the answer.
+    Knockout(knockout::Args),
+    /// Logit lens: layer-wise option probabilities and keyword counts over video tokens.
+    Lens(lens::Args),
+    /// Attention maps of a token group over the video tokens, baseline next to a knockout.
+    Attention(attention::Args),
+    /// Write a synthetic TVBench-layout dataset (temporal tasks or single-frame questions).
+    Synth(synth::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -46,6 +67,13 @@ pub fn main() -> ExitCode {
         Command::Answer(a) => answer::run(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Merge(a) => eval::run_merge(a),
+        Command::Discover(a) => discover::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Knockout(a) => knockout::run(a),
+        Command::Lens(a) => lens::run(a),
+        Command::Attention(a) => attention::run(a),
+        Command::Synth(a) => synth::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::records::{read_records, EvalRecord, RecordWriter, RECORDS_FILE};
 use super::settings::EvalSettings;
 use super::summary::{summarize, write_summary, Summary};
-use crate::answer::{self, prefetch_ordered, OptionScores, Sample, SampleInputs};
+use crate::answer::{self, prefetch_ordered, score_options, OptionScores, Sample, SampleInputs};
+use crate::engine::run_plan;
+use crate::pathway::{Pathways, SequenceGroups};
+use crate::plan::Plan;
 use crate::data::{task_of, BadRecord, Dataset};
 use crate::error::{Error, Result};
 use crate::package::Package;
@@ -20,26 +23,50 @@ use crate::prompt::PromptBuilder;
 pub enum EvalMode {
     /// The plain causal model.
     Full,
+    /// Only the pathways of a config (or random blocking) open, executed as a pruned plan.
+    Pathways(Pathways),
 }
 
 impl EvalMode {
-    pub fn parse(s: &str) -> Result<EvalMode> {
-        match s {
-            "full" => Ok(EvalMode::Full),
-            other => Err(Error::Input(format!(
-                "--mode {other}: expected full, pathways:FILE or random:RATIO"
-            ))),
-        }
+    /// `full`, `pathways:FILE` or `random:RATIO[:SEED]` (`seed` applies when the mode names none).
+    /// A config written for another layer count is mapped onto the model's when `scale` is set.
+    pub fn parse(s: &str, seed: u64, num_layers: usize, scale: bool) -> Result<EvalMode> {
+        let pathways = if s == "full" {
+            return Ok(EvalMode::Full);
+        } else if let Some(file) = s.strip_prefix("pathways:") {
+            Pathways::parse(file)?
+        } else if let Some(rest) = s.strip_prefix("random:") {
+            let arg = if rest.contains(':') { s.to_string() } else { format!("{s}:{seed}") };
+            Pathways::parse(&arg)?
+        } else {
+            return Err(Error::Input(format!(
+                "--mode {s}: expected full, pathways:FILE or random:RATIO[:SEED]"
+            )));
+        };
+        Ok(EvalMode::Pathways(if scale { pathways.scaled_to(num_layers) } else { pathways }))
     }
 
     /// Scores a prepared sample; returns the scores and (open, total) edges summed over layers.
     fn score(&self, pkg: &Package, inputs: &SampleInputs) -> Result<(OptionScores, u64, u64)> {
+        let layout = &inputs.layout;
+        let s = layout.seq_len as u64;
+        let total = pkg.num_layers() as u64 * s * (s + 1) / 2;
         match self {
-            EvalMode::Full => {
-                let scores = answer::answer(pkg, inputs)?;
-                let s = inputs.layout.seq_len as u64;
-                let total = pkg.num_layers() as u64 * s * (s + 1) / 2;
-                Ok((scores, total, total))
+            EvalMode::Full => Ok((answer::answer(pkg, inputs)?, total, total)),
+            EvalMode::Pathways(p) => {
+                let schedule = p.resolve(&SequenceGroups::from_prompt(layout), pkg.num_layers())?;
+                let plan = Plan::compile(&schedule);
+                let (embeds, rotary) = answer::embed(pkg, inputs)?;
+                let out = run_plan(pkg, &schedule, &plan, embeds.view(), &rotary)?;
+                let labels = &pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()];
+                let scores = score_options(
+                    out.last_logits(),
+                    labels,
+                    &layout.option_token_ids,
+                    layout.answer,
+                )?;
+                let open: u64 = schedule.open_edges().iter().map(|&e| e as u64).sum();
+                Ok((scores, open, total))
             }
         }
     }

@@ -1,0 +1,104 @@
+"""`vidflow knockout` against the PyTorch reference of the published knockout method.
+
+vidflow (the release binary, built by the test command's setup step) sweeps the committed samples
+of tests/fixtures/knockout on the committed tiny package and dumps its exact inputs; the reference
+(vidflow_export.reference_knockout) runs the seed-0 HF model those packages were exported from, one
+full forward per knockout with the attention mask replaced in the window's layers. Every record's
+%change must agree within 0.01 percentage points, for all four targets and window styles. The
+committed reference records (what tests/knockout_sweep.rs checks vidflow against) must equal a
+fresh reference run.
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from vidflow_export.reference_knockout import FIXTURE_FIELDS, STYLES, TARGETS, run_reference
+
+VIDFLOW = REPO / "target" / "release" / "vidflow"
+FIXTURE = REPO / "tests" / "fixtures" / "knockout"
+PACKAGE = REPO / "tests" / "fixtures" / "tiny"
+WINDOW = 3
+# vidflow's %change vs the reference's, in percentage points.
+PP_TOL = 0.01
+
+
+def run_vidflow(out: Path, style: str, dump: Path | None = None) -> list:
+    if not VIDFLOW.exists():
+        pytest.fail(f"{VIDFLOW} is missing: build it first (make test runs `cargo build --release`)")
+    cmd = [str(VIDFLOW), "knockout", "--model", str(PACKAGE), "--data", str(FIXTURE / "samples.json"),
+           "--targets", ",".join(TARGETS), "--window", str(WINDOW), "--window-style", style,
+           "--all-samples", "--out", str(out), "--quiet", "--threads", "1"]
+    if dump is not None:
+        cmd += ["--dump-inputs", str(dump)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"vidflow failed:\n{done.stdout}\n{done.stderr}"
+    with open(out / "knockouts.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def key(r: dict):
+    return (r["sample_id"], r["window_style"], r["flow"], r["layer"])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, tmp_path_factory):
+    """(vidflow records, reference records) over every style."""
+    tmp = tmp_path_factory.mktemp("knockout")
+    dump = tmp / "dump"
+    ours = []
+    for i, style in enumerate(STYLES):
+        ours += run_vidflow(tmp / style, style, dump if i == 0 else None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many tiny forwards: threads only add overhead
+    try:
+        ref = run_reference(tiny_model, str(dump), TARGETS, WINDOW, STYLES, all_samples=True)
+    finally:
+        torch.set_num_threads(threads)
+    return ours, ref
+
+
+def test_vidflow_matches_the_reference_method(reference):
+    ours, ref = reference
+    assert len(ref) == 2 * 11 * 4 * len(STYLES), "2 samples, 11 flows, 4 layers, 4 styles"
+    by_key = {key(r): r for r in ours}
+    assert len(by_key) == len(ours) == len(ref)
+    worst = 0.0
+    for r in ref:
+        v = by_key[key(r)]
+        what = f"{key(r)}"
+        assert v["window_layers"] == r["window_layers"], what
+        assert v["edges_blocked"] == r["edges_blocked"], what
+        assert v["base_token"] == r["base_token"] and v["true_token"] == r["true_token"], what
+        assert v["new_token"] == r["new_token"], what
+        assert v["p_base"] == pytest.approx(r["p_base"], rel=1e-4), what
+        for field in ("pct_change_pred", "pct_change_true"):
+            d = abs(v[field] - r[field])
+            worst = max(worst, d)
+            assert d <= PP_TOL, f"{what} {field}: vidflow {v[field]} vs reference {r[field]}"
+    print(f"largest %change difference: {worst:.2e} percentage points")
+
+
+def test_knockouts_move_the_answer(reference):
+    """The comparison is not vacuous: knockouts change probabilities by more than the tolerance."""
+    _, ref = reference
+    moved = [r for r in ref if abs(r["pct_change_pred"]) > 100 * PP_TOL]
+    assert len(moved) > len(ref) // 4
+
+
+def test_committed_reference_records_are_current(reference):
+    _, ref = reference
+    with open(FIXTURE / "reference_records.jsonl") as f:
+        committed = [json.loads(line) for line in f]
+    assert len(committed) == len(ref)
+    for c, r in zip(committed, ref):
+        assert set(c) == set(FIXTURE_FIELDS)
+        for field in FIXTURE_FIELDS:
+            if isinstance(c[field], float):
+                assert c[field] == pytest.approx(r[field], rel=1e-6, abs=1e-6), (key(c), field)
+            else:
+                assert c[field] == r[field], (key(c), field)

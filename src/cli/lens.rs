@@ -1,0 +1,82 @@
+//! `vidflow lens`: layer-wise option probabilities and logit-lens concept counts over a sample list.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use vidflow::answer::load_samples;
+use vidflow::lens::{load_keywords, run_lens, write_lens_reports, LensSettings, LENS_FILE};
+use vidflow::package::{Package, Projection};
+use vidflow::prompt::PromptBuilder;
+
+use super::runtime_args::RuntimeArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model package directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// JSON list of samples (each needs its ground-truth answer).
+    #[arg(long)]
+    data: PathBuf,
+    /// How hidden states become logits: norm+head (the model's own), head, or embed (the
+    /// published reference's input-embedding lens).
+    #[arg(long, default_value = "norm+head")]
+    projection: String,
+    /// Keyword list (configs/keywords/*.yaml): count video tokens whose top-1 token is a keyword.
+    #[arg(long)]
+    keywords: Option<PathBuf>,
+    /// Also samples the model answers wrongly (default: correct ones only).
+    #[arg(long)]
+    all_samples: bool,
+    /// Output folder (its lens files are rewritten).
+    #[arg(long, default_value = "out/lens")]
+    out: PathBuf,
+    /// Threads decoding videos ahead of the engine.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pkg = Package::open(&args.model, &args.runtime.options()?)?;
+    let builder = Arc::new(PromptBuilder::new(&pkg.manifest, pkg.dir())?);
+    let keywords = args.keywords.as_deref().map(load_keywords).transpose()?;
+    let categories = keywords
+        .as_ref()
+        .map(|k| k.category_names())
+        .unwrap_or_default();
+    let settings = LensSettings {
+        projection: args.projection.parse::<Projection>()?,
+        keywords,
+        all_samples: args.all_samples,
+        out_dir: args.out.clone(),
+        workers: args.workers.max(1),
+        progress: !args.quiet,
+    };
+    let samples = load_samples(&args.data)?;
+    let n = samples.len();
+    let records = run_lens(&pkg, builder, samples, &settings)?;
+    let title = format!("{}, {}", pkg.manifest.name, args.projection);
+    let files = write_lens_reports(
+        &args.out,
+        &records,
+        &categories,
+        &title,
+        pkg.manifest.num_layers,
+    )?;
+    let used = records
+        .iter()
+        .map(|r| r.sample_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    println!("{n} samples, {used} traced");
+    println!("records  {}", args.out.join(LENS_FILE).display());
+    for f in files {
+        println!("output   {}", f.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Running a mask schedule: `run_plan` computes only a compiled plan's rows at each layer
+//! (dropped rows are gathered out, positions and rotary tables keep their original values), and
+//! `run_dense` runs the same masks over every row, as the published reference does. Both give the
+//! same logits at the plan's output positions.
+
+use ndarray::{Array2, Array3, Array4, ArrayView1, ArrayView3, Axis};
+
+use super::forward::{forward, ForwardSpec, Keep};
+use super::inputs::{project, Rotary};
+use super::layer::run_layer;
+use crate::error::{Error, Result};
+use crate::mask::{EdgeMask, BLOCKED};
+use crate::package::{Package, Projection};
+use crate::pathway::MaskSchedule;
+use crate::plan::Plan;
+
+/// Logits at the output positions, and what was computed to get them.
+#[derive(Debug, Clone)]
+pub struct PlanOutput {
+    /// Positions whose logits are returned, sorted.
+    pub positions: Vec<usize>,
+    /// `[N,V]`, final norm + LM head, one row per entry of `positions`.
+    pub logits: Array2<f32>,
+    /// Rows computed at each layer.
+    pub rows_per_layer: Vec<usize>,
+}
+
+impl PlanOutput {
+    /// Logits of the last output position (the answer position for a default plan).
+    pub fn last_logits(&self) -> ArrayView1<'_, f32> {
+        self.logits.row(self.logits.nrows() - 1)
+    }
+}
+
+/// The additive mask `[1,1,Q,Q]` of `mask` restricted to query and key positions `rows` (sorted,
+/// distinct positions of the mask's sequence).
+pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
+    let s = mask.keys().len();
+    if rows.len() == s {
+        return mask.additive();
+    }
+    let blocked = mask.blocked().as_standard_layout();
+    let blocked = blocked.as_slice().expect("standard layout");
+    let n = rows.len();
+    let mut out = vec![0.0f32; n * n];
+    for (dst, &q) in out.chunks_exact_mut(n).zip(rows) {
+        let src = &blocked[q * s..(q + 1) * s];
+        for (d, &k) in dst.iter_mut().zip(rows) {
+            if src[k] {
+                *d = BLOCKED;
+            }
+        }
+    }
+    Array4::from_shape_vec((1, 1, n, n), out).expect("n x n values")
+}
+
+fn check_inputs(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    embeds: &ArrayView3<'_, f32>,
+    rotary: &Rotary,
+) -> Result<()> {
+    let s = schedule.seq_len();
+    if schedule.num_layers() != pkg.num_layers() {
+        return Err(Error::Input(format!(
+            "the mask schedule has {} layers, the model {}",
+            schedule.num_layers(),
+            pkg.num_layers()
+        )));
+    }
+    let (b, t, d) = embeds.dim();
+    if b != 1 || t != s || d != pkg.manifest.hidden_size {
+        return Err(Error::Input(format!(
+            "input embeddings have shape [{b}, {t}, {d}], the schedule needs [1, {s}, {}]",
+            pkg.manifest.hidden_size
+        )));
+    }
+    if rotary.cos.shape()[..2] != [1, s] || rotary.sin.shape() != rotary.cos.shape() {
+        return Err(Error::Input(format!(
+            "rotary tables have shape {:?}, expected [1, {s}, R] for positions 0..{s}",
+            rotary.cos.shape()
+        )));
+    }
+    Ok(())
+}
+
+/// Indices of `wanted` (sorted) inside `have` (sorted); an error names a missing position.
+fn indices_in(have: &[usize], wanted: &[usize], what: &str) -> Result<Vec<usize>> {
+    wanted
+        .iter()
+        .map(|p| {
+            have.binary_search(p).map_err(|_| {
+                Error::Input(format!(
+                    "plan: {what} needs position {p}, which was not computed"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Runs `plan` (compiled from `schedule`) on `embeds [1,S,D]` with rotary tables of positions
+/// `0..S`: each layer computes only its planned rows, under the schedule's mask restricted to them.
+pub fn run_plan(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    plan: &Plan,
+    embeds: ArrayView3<'_, f32>,
+    rotary: &Rotary,
+) -> Result<PlanOutput> {
+    check_inputs(pkg, schedule, &embeds, rotary)?;
+    if plan.seq_len != schedule.seq_len() || plan.num_layers() != schedule.num_layers() {
+        return Err(Error::Input(format!(
+            "the plan covers {} positions and {} layers, the schedule {} and {}",
+            plan.seq_len,
+            plan.num_layers(),
+            schedule.seq_len(),
+            schedule.num_layers()
+        )));
+    }
+    let m = &pkg.manifest;
+    let no_past = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
+    let mut have: Vec<usize> = (0..plan.seq_len).collect();
+    let mut hidden: Array3<f32> = embeds.to_owned();
+    for (l, lp) in plan.layers.iter().enumerate() {
+        if lp.rows != have {
+            let idx = indices_in(&have, &lp.rows, &format!("layer {l}"))?;
+            hidden = hidden.select(Axis(1), &idx);
+        }
+        let cos = rotary.cos.select(Axis(1), &lp.rows);
+        let sin = rotary.sin.select(Axis(1), &lp.rows);
+        let mask = restricted_mask(schedule.layer(l), &lp.rows);
+        let step = run_layer(
+            pkg,
+            l,
+            hidden.view(),
+            cos.view(),
+            sin.view(),
+            no_past.view(),
+            no_past.view(),
+            mask.view(),
+            false,
+        )?;
+        hidden = step.hidden;
+        have.clone_from(&lp.rows);
+    }
+    let idx = indices_in(&have, &plan.outputs, "the output")?;
+    let out_rows = hidden.select(Axis(1), &idx);
+    let logits = project(pkg, Projection::NormHead, out_rows.view())?;
+    Ok(PlanOutput {
+        positions: plan.outputs.clone(),
+        logits: logits.index_axis_move(Axis(0), 0),
+        rows_per_layer: plan.layers.iter().map(|l| l.rows.len()).collect(),
+    })
+}
+
+/// Runs the schedule's masks over every row (no dropping) and returns the last position's logits.
+pub fn run_dense(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    embeds: ArrayView3<'_, f32>,
+    rotary: &Rotary,
+) -> Result<PlanOutput> {
+    check_inputs(pkg, schedule, &embeds, rotary)?;
+    let s = schedule.seq_len();
+    let mask_fn = |l: usize| Ok(schedule.layer(l).additive());
+    let out = forward(
+        pkg,
+        ForwardSpec {
+            start_layer: 0,
+            hidden: embeds.to_owned(),
+            rotary,
+            past: None,
+            mask: &mask_fn,
+            keep: Keep::default(),
+        },
+    )?;
+    let logits = project(pkg, Projection::NormHead, out.last_row())?;
+    Ok(PlanOutput {
+        positions: vec![s - 1],
+        logits: logits.index_axis_move(Axis(0), 0),
+        rows_per_layer: vec![s; schedule.num_layers()],
+    })
+}

@@ -1,0 +1,270 @@
+//! A knockout run over a sample list, into an output folder that it can resume:
+//!
+//! - `run.json`: the run's settings; resuming with other settings is an error naming the field;
+//! - `knockouts.jsonl`: one [`KnockoutRecord`] per (sample, flow, layer);
+//! - `samples.jsonl`: one [`SampleRecord`] per sample, written after its knockout records.
+//!
+//! A sample with a line in `samples.jsonl` is done and is not run again; knockout records of a
+//! sample without one (an interrupted sample) are dropped before the run goes on, so nothing is
+//! lost or repeated.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::dump::dump_inputs;
+use super::flows::Flow;
+use super::record::{KnockoutRecord, SampleRecord, SampleStatus};
+use super::sample_sweep::{failed_sample, sweep_sample, SweepSettings};
+use super::window::WindowStyle;
+use crate::answer::{prefetch_ordered, prepare, Sample, SampleInputs};
+use crate::error::{Error, Result};
+use crate::package::Package;
+use crate::prompt::PromptBuilder;
+use crate::report::{read_jsonl, JsonlWriter, Progress};
+
+pub const RUN_FILE: &str = "run.json";
+pub const KNOCKOUTS_FILE: &str = "knockouts.jsonl";
+pub const SAMPLES_FILE: &str = "samples.jsonl";
+
+/// What a run folder was made with (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub model: String,
+    pub num_layers: usize,
+    pub window: usize,
+    pub window_style: WindowStyle,
+    pub layers: Vec<usize>,
+    pub all_samples: bool,
+    pub flows: Vec<Flow>,
+}
+
+impl RunManifest {
+    /// The first field that differs from `other`, for the resume error.
+    fn first_difference(&self, other: &RunManifest) -> Option<&'static str> {
+        [
+            ("model", self.model != other.model),
+            ("num_layers", self.num_layers != other.num_layers),
+            ("window", self.window != other.window),
+            ("window_style", self.window_style != other.window_style),
+            ("layers", self.layers != other.layers),
+            ("all_samples", self.all_samples != other.all_samples),
+            ("flows", self.flows != other.flows),
+        ]
+        .into_iter()
+        .find(|(_, differs)| *differs)
+        .map(|(name, _)| name)
+    }
+}
+
+/// Everything a run needs besides the model and the samples.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub flows: Vec<Flow>,
+    pub sweep: SweepSettings,
+    pub out_dir: PathBuf,
+    /// Video decoding threads.
+    pub workers: usize,
+    /// Also write each sample's exact inputs here (see [`dump_inputs`]).
+    pub dump_inputs: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// Counts of a finished run (this invocation and resumed work together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunTotals {
+    pub samples: usize,
+    /// Samples already done in the folder before this invocation.
+    pub resumed: usize,
+    pub used: usize,
+    pub skipped_wrong: usize,
+    pub failed: usize,
+    pub records: usize,
+}
+
+fn read_manifest(path: &Path) -> Result<Option<RunManifest>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            msg: format!("not a knockout run manifest: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Loads what a previous run left and keeps only complete samples; returns the done ids.
+fn resume_state(out: &Path) -> Result<HashSet<String>> {
+    let samples_path = out.join(SAMPLES_FILE);
+    let knock_path = out.join(KNOCKOUTS_FILE);
+    let samples = read_jsonl::<SampleRecord>(&samples_path)?;
+    let done: HashSet<String> = samples
+        .records
+        .iter()
+        .map(|s| s.sample_id.clone())
+        .collect();
+    let knock = read_jsonl::<KnockoutRecord>(&knock_path)?;
+    // Lines are rewritten verbatim: re-serialising parsed floats may change their last digit.
+    let kept: Vec<&String> = knock
+        .records
+        .iter()
+        .zip(&knock.lines)
+        .filter(|(r, _)| done.contains(&r.sample_id))
+        .map(|(_, line)| line)
+        .collect();
+    if kept.len() != knock.records.len() || knock.dropped_tail {
+        let mut w = JsonlWriter::create(&knock_path)?;
+        for line in kept {
+            w.write_line(line)?;
+        }
+        w.flush()?;
+    }
+    if samples.dropped_tail {
+        let mut w = JsonlWriter::create(&samples_path)?;
+        for line in &samples.lines {
+            w.write_line(line)?;
+        }
+        w.flush()?;
+    }
+    Ok(done)
+}
+
+fn check_unique_ids(samples: &[Sample]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for s in samples {
+        if !seen.insert(s.id.as_str()) {
+            return Err(Error::Input(format!(
+                "sample id {:?} appears more than once in the data; resuming needs unique ids",
+                s.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs every sample not yet done in `settings.out_dir`. Samples that cannot be prepared or run
+/// are reported (stderr and `samples.jsonl`) and skipped; errors writing the folder stop the run.
+pub fn run_knockout(
+    pkg: &Package,
+    builder: Arc<PromptBuilder>,
+    samples: Vec<Sample>,
+    settings: &RunSettings,
+) -> Result<RunTotals> {
+    check_unique_ids(&samples)?;
+    let out = &settings.out_dir;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let manifest = RunManifest {
+        model: pkg.manifest.name.clone(),
+        num_layers: pkg.manifest.num_layers,
+        window: settings.sweep.window,
+        window_style: settings.sweep.style,
+        layers: settings.sweep.layers.clone(),
+        all_samples: settings.sweep.all_samples,
+        flows: settings.flows.clone(),
+    };
+    let manifest_path = out.join(RUN_FILE);
+    match read_manifest(&manifest_path)? {
+        Some(old) => {
+            if let Some(field) = old.first_difference(&manifest) {
+                return Err(Error::Data {
+                    path: manifest_path,
+                    msg: format!(
+                        "the folder holds a run with a different `{field}`; resume with the same \
+                         settings or choose another --out"
+                    ),
+                });
+            }
+        }
+        None => {
+            let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+            std::fs::write(&manifest_path, text).map_err(|e| Error::io(&manifest_path, e))?;
+        }
+    }
+    let done = resume_state(out)?;
+    let total_samples = samples.len();
+    let todo: Vec<(usize, Sample)> = samples
+        .into_iter()
+        .enumerate()
+        .filter(|(_, s)| !done.contains(&s.id))
+        .collect();
+    let resumed = total_samples - todo.len();
+
+    let per_sample = settings
+        .sweep
+        .knockouts(settings.flows.len(), pkg.manifest.num_layers)
+        .len();
+    let progress = Progress::new(
+        (todo.len() * per_sample) as u64,
+        "knockouts",
+        settings.progress,
+    );
+    let mut knock_w = JsonlWriter::append(&out.join(KNOCKOUTS_FILE))?;
+    let mut sample_w = JsonlWriter::append(&out.join(SAMPLES_FILE))?;
+    let spec = pkg.manifest.video.clone();
+    let prep_builder = Arc::clone(&builder);
+    let tokenizer = builder.tokenizer();
+    prefetch_ordered(
+        todo,
+        settings.workers,
+        settings.workers + 1,
+        move |(_, s): &(usize, Sample)| prepare(&prep_builder, &spec, s),
+        |(index, sample), prepared: Result<SampleInputs>| -> Result<()> {
+            let outcome = prepared.and_then(|inputs| {
+                if let Some(dir) = &settings.dump_inputs {
+                    dump_inputs(dir, index, &sample, &inputs)?;
+                }
+                let mut tick = |n: usize| progress.inc(n);
+                sweep_sample(
+                    pkg,
+                    tokenizer,
+                    &sample,
+                    &inputs,
+                    &settings.flows,
+                    &settings.sweep,
+                    &mut tick,
+                )
+            });
+            let status = match outcome {
+                Ok(o) => {
+                    for r in &o.knockouts {
+                        knock_w.write(r)?;
+                    }
+                    knock_w.flush()?;
+                    o.sample
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    progress.println(&format!("sample {:?} failed: {msg}", sample.id));
+                    if !settings.progress {
+                        eprintln!("sample {:?} failed: {msg}", sample.id);
+                    }
+                    progress.inc(per_sample);
+                    failed_sample(&sample, &msg)
+                }
+            };
+            sample_w.write(&status)?;
+            sample_w.flush()
+        },
+    )?;
+    progress.finish();
+    totals(out, total_samples, resumed)
+}
+
+/// Counts what the folder holds now.
+fn totals(out: &Path, samples: usize, resumed: usize) -> Result<RunTotals> {
+    let s = read_jsonl::<SampleRecord>(&out.join(SAMPLES_FILE))?.records;
+    let records = read_jsonl::<KnockoutRecord>(&out.join(KNOCKOUTS_FILE))?
+        .records
+        .len();
+    let count = |st: SampleStatus| s.iter().filter(|r| r.status == st).count();
+    Ok(RunTotals {
+        samples,
+        resumed,
+        used: count(SampleStatus::Used),
+        skipped_wrong: count(SampleStatus::SkippedWrong),
+        failed: count(SampleStatus::Failed),
+        records,
+    })
+}

@@ -1,0 +1,297 @@
+//! Running a sample's knockouts, optimised or naive.
+//!
+//! Optimised (design.md §4, last paragraph): a knockout whose window starts at layer `s` starts
+//! from the baseline's cached input of layer `s`; rows before the flow's first changed row `f`
+//! are never recomputed (their attention is unchanged in every layer, so their K/V are the
+//! baseline's and are passed as `past`); only rows `f..S` are computed, with the blocked mask
+//! inside the window and the causal mask after it (those rows changed, so later layers must
+//! recompute them). Knockouts that share `(s, f)` run as one batch. A knockout that blocks no
+//! causal edge, or no layer, is the baseline itself and costs nothing.
+//!
+//! Naive: every knockout is a full forward from the embeddings over all rows, batch 1 — the
+//! check of the optimised path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ndarray::{concatenate, s, Array3, Array4, Axis};
+
+use super::baseline::{last_position_logits, read_logits, Baseline, Readout};
+use super::resolve::ResolvedFlow;
+use super::window::{window_layers, WindowStyle};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
+use crate::error::{Error, Result};
+use crate::mask::EdgeMask;
+use crate::package::Package;
+
+/// One knockout: a flow blocked in the window of a sweep layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knockout {
+    /// Index into the run's flows.
+    pub flow: usize,
+    /// The sweep layer `l` (0-based).
+    pub layer: usize,
+    /// The blocked layers, sorted (0-based).
+    pub window: Vec<usize>,
+}
+
+/// The knockouts of a sweep, flow-major then layer, the order records are written in.
+pub fn plan_knockouts(
+    num_flows: usize,
+    sweep_layers: &[usize],
+    window: usize,
+    style: WindowStyle,
+    num_layers: usize,
+) -> Vec<Knockout> {
+    (0..num_flows)
+        .flat_map(|flow| {
+            sweep_layers.iter().map(move |&layer| Knockout {
+                flow,
+                layer,
+                window: window_layers(style, layer, window, num_layers),
+            })
+        })
+        .collect()
+}
+
+/// How knockouts are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    /// Cached prefix, suffix-only recomputation, batches of at most `max_batch` knockouts.
+    Optimised { max_batch: usize },
+    /// A full forward from the embeddings per knockout.
+    Naive,
+}
+
+/// What a sweep computed: decoder forward calls and (row, layer) pairs, summed over the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepCost {
+    pub forwards: usize,
+    pub row_layers: usize,
+}
+
+/// Readouts of a sample's knockouts, in the order asked, and what they cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOutput {
+    pub readouts: Vec<Readout>,
+    pub cost: SweepCost,
+}
+
+/// Runs `knockouts` of one sample. `progress` is told how many knockouts each step finished.
+pub fn run_knockouts(
+    pkg: &Package,
+    baseline: &Baseline,
+    flows: &[ResolvedFlow],
+    knockouts: &[Knockout],
+    execution: Execution,
+    progress: &mut dyn FnMut(usize),
+) -> Result<SweepOutput> {
+    for k in knockouts {
+        if k.flow >= flows.len() {
+            return Err(Error::Input(format!(
+                "knockout names flow {} of {}",
+                k.flow,
+                flows.len()
+            )));
+        }
+    }
+    let mut cost = SweepCost::default();
+    let readouts = match execution {
+        Execution::Naive => knockouts
+            .iter()
+            .map(|k| {
+                let r = run_naive(pkg, baseline, &flows[k.flow], &k.window);
+                cost.forwards += 1;
+                cost.row_layers += baseline.seq_len() * pkg.manifest.num_layers;
+                progress(1);
+                r
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Execution::Optimised { max_batch } => run_optimised(
+            pkg,
+            baseline,
+            flows,
+            knockouts,
+            max_batch.max(1),
+            progress,
+            &mut cost,
+        )?,
+    };
+    Ok(SweepOutput { readouts, cost })
+}
+
+fn run_naive(
+    pkg: &Package,
+    baseline: &Baseline,
+    flow: &ResolvedFlow,
+    window: &[usize],
+) -> Result<Readout> {
+    let s = baseline.seq_len();
+    let causal = EdgeMask::full_causal(1, s);
+    let mut blocked = causal.clone();
+    flow.apply(&mut blocked, None)?;
+    let (causal, blocked) = (causal.additive(), blocked.additive());
+    let mask_fn = |l: usize| {
+        Ok(if window.contains(&l) {
+            blocked.clone()
+        } else {
+            causal.clone()
+        })
+    };
+    let out = engine::forward(
+        pkg,
+        ForwardSpec {
+            start_layer: 0,
+            hidden: baseline.embeds.clone(),
+            rotary: &baseline.rotary,
+            past: None,
+            mask: &mask_fn,
+            keep: Keep::default(),
+        },
+    )?;
+    let logits = last_position_logits(pkg, &out)?;
+    read_logits(
+        logits.index_axis(Axis(0), 0),
+        baseline.answer_token,
+        baseline.truth_token,
+    )
+}
+
+/// The baseline K/V of rows `0..first` in every layer: the `past` of suffix runs.
+fn prefix_kv(baseline: &Baseline, first: usize) -> Vec<LayerKv> {
+    baseline
+        .kv
+        .iter()
+        .map(|kv| LayerKv {
+            key: kv.key.slice(s![.., .., ..first, ..]).to_owned(),
+            value: kv.value.slice(s![.., .., ..first, ..]).to_owned(),
+        })
+        .collect()
+}
+
+fn run_optimised(
+    pkg: &Package,
+    baseline: &Baseline,
+    flows: &[ResolvedFlow],
+    knockouts: &[Knockout],
+    max_batch: usize,
+    progress: &mut dyn FnMut(usize),
+    cost: &mut SweepCost,
+) -> Result<Vec<Readout>> {
+    let mut out: Vec<Option<Readout>> = vec![None; knockouts.len()];
+    // (window start, first changed row) -> knockouts; BTreeMap keeps the run deterministic.
+    let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    let mut unchanged = 0;
+    for (i, k) in knockouts.iter().enumerate() {
+        match (k.window.first(), flows[k.flow].first_row) {
+            (Some(&start), Some(first)) => groups.entry((start, first)).or_default().push(i),
+            _ => {
+                out[i] = Some(baseline.readout);
+                unchanged += 1;
+            }
+        }
+    }
+    if unchanged > 0 {
+        progress(unchanged);
+    }
+    let mut past_cache: HashMap<usize, Vec<LayerKv>> = HashMap::new();
+    for ((start, first), members) in groups {
+        let past = past_cache
+            .entry(first)
+            .or_insert_with(|| prefix_kv(baseline, first));
+        let suffix = Suffix::new(baseline, first);
+        for chunk in members.chunks(max_batch) {
+            let batch: Vec<&Knockout> = chunk.iter().map(|&i| &knockouts[i]).collect();
+            let readouts = suffix.run(pkg, baseline, flows, &batch, start, past)?;
+            cost.forwards += 1;
+            cost.row_layers += chunk.len() * suffix.rows.len() * (pkg.manifest.num_layers - start);
+            for (&i, r) in chunk.iter().zip(readouts) {
+                out[i] = Some(r);
+            }
+            progress(chunk.len());
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.expect("every knockout ran"))
+        .collect())
+}
+
+/// The recomputed rows `first..S` of one sample: positions, rotary tables, causal mask.
+struct Suffix {
+    rows: Vec<usize>,
+    keys: Vec<usize>,
+    rotary: Rotary,
+    causal: EdgeMask,
+}
+
+impl Suffix {
+    fn new(baseline: &Baseline, first: usize) -> Suffix {
+        let s = baseline.seq_len();
+        let rows: Vec<usize> = (first..s).collect();
+        let keys: Vec<usize> = (0..s).collect();
+        let causal = EdgeMask::causal(1, &rows, &keys);
+        Suffix {
+            rotary: Rotary {
+                cos: baseline.rotary.cos.slice(s![.., first.., ..]).to_owned(),
+                sin: baseline.rotary.sin.slice(s![.., first.., ..]).to_owned(),
+            },
+            rows,
+            keys,
+            causal,
+        }
+    }
+
+    fn run(
+        &self,
+        pkg: &Package,
+        baseline: &Baseline,
+        flows: &[ResolvedFlow],
+        batch: &[&Knockout],
+        start: usize,
+        past: &[LayerKv],
+    ) -> Result<Vec<Readout>> {
+        let first = self.rows[0];
+        debug_assert!(self.keys.len() == baseline.seq_len());
+        let b = batch.len();
+        let causal = self.causal.additive();
+        let mut blocked: Vec<Array4<f32>> = Vec::with_capacity(b);
+        for k in batch {
+            let mut m = self.causal.clone();
+            flows[k.flow].apply(&mut m, None)?;
+            blocked.push(m.additive());
+        }
+        let mask_fn = |l: usize| -> Result<Array4<f32>> {
+            let parts: Vec<_> = batch
+                .iter()
+                .zip(&blocked)
+                .map(|(k, m)| {
+                    if k.window.contains(&l) {
+                        m.view()
+                    } else {
+                        causal.view()
+                    }
+                })
+                .collect();
+            Ok(concatenate(Axis(0), &parts).expect("masks of one suffix share their shape"))
+        };
+        let rows = baseline.hidden[start].slice(s![.., first.., ..]);
+        let (_, q, d) = rows.dim();
+        let hidden: Array3<f32> = rows.broadcast((b, q, d)).expect("batch 1").to_owned();
+        let out = engine::forward(
+            pkg,
+            ForwardSpec {
+                start_layer: start,
+                hidden,
+                rotary: &self.rotary,
+                past: Some(past),
+                mask: &mask_fn,
+                keep: Keep::default(),
+            },
+        )?;
+        let logits = last_position_logits(pkg, &out)?;
+        logits
+            .outer_iter()
+            .map(|row| read_logits(row, baseline.answer_token, baseline.truth_token))
+            .collect()
+    }
+}
