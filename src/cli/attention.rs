@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use vidflow::answer::load_samples;
+use vidflow::data::load_for_command;
 use vidflow::attention::{run_attention, AttentionSettings, ATTENTION_FILE};
 use vidflow::knockout::{
     check_group_name, collect_flows, load_flows_file, parse_targets, FlowsFile, LayerRange,
@@ -20,9 +20,9 @@ pub struct Args {
     /// Model package directory.
     #[arg(long)]
     model: PathBuf,
-    /// JSON list of samples.
+    /// tvbench:DIR, tomato:DIR, json:FILE or a .json sample list.
     #[arg(long)]
-    data: PathBuf,
+    data: String,
     /// Only this sample (by id).
     #[arg(long)]
     sample: Option<String>,
@@ -97,13 +97,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some((flow, layer_range(&args.block_layers)?))
         }
     };
-    let mut samples = load_samples(&args.data)?;
+    let mut samples = load_for_command(&args.data)?;
     if let Some(id) = &args.sample {
         samples.retain(|s| &s.id == id);
         anyhow::ensure!(
             !samples.is_empty(),
             "no sample with id {id:?} in {}",
-            args.data.display()
+            args.data
         );
     }
     let settings = AttentionSettings {

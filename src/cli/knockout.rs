@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use vidflow::answer::load_samples;
+use vidflow::data::load_for_command;
 use vidflow::knockout::{
     collect_flows, load_flows_file, parse_targets, run_knockout, Execution, FlowsFile, LayerRange,
     RunSettings, SweepSettings, WindowStyle,
@@ -21,9 +21,9 @@ pub struct Args {
     /// Model package directory.
     #[arg(long)]
     model: PathBuf,
-    /// JSON list of samples (see README: sample lists); each needs its ground-truth answer.
+    /// tvbench:DIR, tomato:DIR, json:FILE or a .json sample list; each sample needs its answer.
     #[arg(long)]
-    data: PathBuf,
+    data: String,
     /// Named targets, comma-separated: cross-frame, vql-to-ql, question-and-options-to-last,
     /// vq-to-true-opt.
     #[arg(long)]
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(s) => s.parse::<LayerRange>()?,
         None => file.layers.unwrap_or(LayerRange::all(num_layers)),
     };
-    let samples = load_samples(&args.data)?;
+    let samples = load_for_command(&args.data)?;
     let settings = RunSettings {
         flows,
         sweep: SweepSettings {

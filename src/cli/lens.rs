@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vidflow::answer::load_samples;
+use vidflow::data::load_for_command;
 use vidflow::lens::{load_keywords, run_lens, write_lens_reports, LensSettings, LENS_FILE};
 use vidflow::package::{Package, Projection};
 use vidflow::prompt::PromptBuilder;
@@ -15,9 +15,9 @@ pub struct Args {
     /// Model package directory.
     #[arg(long)]
     model: PathBuf,
-    /// JSON list of samples (each needs its ground-truth answer).
+    /// tvbench:DIR, tomato:DIR, json:FILE or a .json sample list; each sample needs its answer.
     #[arg(long)]
-    data: PathBuf,
+    data: String,
     /// How hidden states become logits: norm+head (the model's own), head, or embed (the
     /// published reference's input-embedding lens).
     #[arg(long, default_value = "norm+head")]
@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         workers: args.workers.max(1),
         progress: !args.quiet,
     };
-    let samples = load_samples(&args.data)?;
+    let samples = load_for_command(&args.data)?;
     let n = samples.len();
     let records = run_lens(&pkg, builder, samples, &settings)?;
     let title = format!("{}, {}", pkg.manifest.name, args.projection);

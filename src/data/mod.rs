@@ -98,6 +98,17 @@ pub fn load(spec: &DataSpec, tasks: Option<&[String]>) -> Result<Dataset> {
     Ok(ds)
 }
 
+/// Loads the samples named by a `--data` argument (`tvbench:DIR`, `tomato:DIR`, `json:FILE` or a
+/// `.json` file) for commands that take no task filter; bad records are reported on stderr.
+pub fn load_for_command(arg: &str) -> Result<Vec<Sample>> {
+    let spec: DataSpec = arg.parse()?;
+    let ds = load(&spec, None)?;
+    for b in &ds.bad {
+        eprintln!("skipped {} [{}]: {}", b.id, b.task, b.reason);
+    }
+    Ok(ds.samples)
+}
+
 /// The task of a sample (`""` when the source has none).
 pub fn task_of(s: &Sample) -> String {
     s.task.clone().unwrap_or_default()
