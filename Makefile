@@ -6,13 +6,17 @@
 PKG ?= tests/fixtures/tiny
 VIDFLOW = target/release/vidflow
 
-.PHONY: setup demo test test-rust test-python fixture lint
+.PHONY: setup demo analysis test test-rust test-python fixture lint
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
 	bash scripts/demo.sh $(PKG)
+
+# Knockout, lens and attention-map plots for the shipped test package, into out/analysis.
+analysis: setup
+	bash scripts/analysis.sh
 
 test: setup test-rust test-python
 
