@@ -99,7 +99,11 @@ struct ModeResult {
     flops: u64,
     predicted_speedup: f64,
     measured_speedup: f64,
+    /// Median over rounds of (full time / this mode's time) within the same round: robust to load
+    /// that drifts during the benchmark, since a round's runs are adjacent in time.
+    paired_speedup: f64,
     measured_over_predicted: f64,
+    paired_over_predicted: f64,
     argmax_token: usize,
     /// Largest |logit difference| to the dense run of the same config, where both were measured.
     max_abs_diff_to_dense: Option<f32>,
@@ -115,7 +119,20 @@ struct BenchReport {
     runs: usize,
     warmup: usize,
     vision_embed_ms: f64,
+    /// 1-minute load average before and after the timed runs (Linux), to judge the numbers.
+    load_before: Option<f64>,
+    load_after: Option<f64>,
     modes: Vec<ModeResult>,
+}
+
+/// The 1-minute load average, where /proc/loadavg exists.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn random_pixels(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
@@ -236,6 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
+    let load_before = load_average();
     let mut timed: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for i in 0..args.warmup + args.runs {
         for (mode, runs) in modes.iter().zip(timed.iter_mut()) {
@@ -245,12 +263,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         if !args.json {
-            eprint!("\rrun {}/{}", i + 1, args.warmup + args.runs);
+            eprint!("\rround {}/{}", i + 1, args.warmup + args.runs);
         }
     }
     if !args.json {
         eprintln!();
     }
+    let load_after = load_average();
 
     let stats = |runs: &[Run]| {
         let mut t: Vec<f64> = runs.iter().map(|r| r.seconds * 1e3).collect();
@@ -278,6 +297,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ => None,
             };
             let measured = full_p50 / p50;
+            let mut pairs: Vec<f64> = timed[0]
+                .iter()
+                .zip(runs)
+                .map(|(f, r)| f.seconds / r.seconds)
+                .collect();
+            pairs.sort_by(f64::total_cmp);
             ModeResult {
                 mode: mode.name(),
                 p50_ms: p50,
@@ -288,6 +313,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 flops: report.flops,
                 predicted_speedup: report.predicted_speedup,
                 measured_speedup: measured,
+                paired_speedup: percentile(&pairs, 0.5),
+                paired_over_predicted: percentile(&pairs, 0.5) / report.predicted_speedup,
                 measured_over_predicted: measured / report.predicted_speedup,
                 argmax_token: argmax(logits),
                 max_abs_diff_to_dense: dense_twin.map(|d| {
@@ -307,6 +334,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs: args.runs,
         warmup: args.warmup,
         vision_embed_ms,
+        load_before,
+        load_after,
         modes: results,
     };
     if args.json {
@@ -320,7 +349,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn table(r: &BenchReport) -> String {
     let mut out = format!(
         "{}: S = {} positions ({} video), {} layers, {} threads, {} timed runs per mode after {} warm-up\n\
-         vision + embeddings: {:.1} ms (once, the same for every mode; not in the times below)\n",
+         vision + embeddings: {:.1} ms (once, the same for every mode; not in the times below); \
+         load average {} before, {} after\n",
         r.model,
         r.seq_len,
         r.video_tokens,
@@ -328,10 +358,12 @@ fn table(r: &BenchReport) -> String {
         if r.threads == 0 { "all".to_string() } else { r.threads.to_string() },
         r.runs,
         r.warmup,
-        r.vision_embed_ms
+        r.vision_embed_ms,
+        r.load_before.map_or("?".into(), |l| format!("{l:.2}")),
+        r.load_after.map_or("?".into(), |l| format!("{l:.2}")),
     );
     out += &format!(
-        "{:<34} {:>9} {:>9} {:>8} {:>12} {:>13} {:>8} {:>10} {:>9} {:>9}\n",
+        "{:<34} {:>9} {:>9} {:>8} {:>12} {:>13} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}\n",
         "mode",
         "p50 ms",
         "p90 ms",
@@ -341,11 +373,13 @@ fn table(r: &BenchReport) -> String {
         "GFLOPs",
         "predicted",
         "measured",
-        "meas/pred"
+        "paired",
+        "meas/pred",
+        "pair/pred"
     );
     for m in &r.modes {
         out += &format!(
-            "{:<34} {:>9.1} {:>9.1} {:>8.1} {:>12} {:>13} {:>8.2} {:>9.3}x {:>8.3}x {:>9.3}\n",
+            "{:<34} {:>9.1} {:>9.1} {:>8.1} {:>12} {:>13} {:>8.2} {:>9.3}x {:>8.3}x {:>8.3}x {:>9.3} {:>9.3}\n",
             m.mode,
             m.p50_ms,
             m.p90_ms,
@@ -355,7 +389,9 @@ fn table(r: &BenchReport) -> String {
             m.flops as f64 / 1e9,
             m.predicted_speedup,
             m.measured_speedup,
-            m.measured_over_predicted
+            m.paired_speedup,
+            m.measured_over_predicted,
+            m.paired_over_predicted
         );
     }
     for m in &r.modes {

@@ -32,8 +32,8 @@ impl PlanOutput {
     }
 }
 
-/// The additive mask `[1,1,Q,Q]` of `mask` restricted to query and key positions `rows` (sorted,
-/// distinct positions of the mask's sequence).
+/// The additive mask `[1,1,Q,Q]` of a schedule's layer mask (batch 1 over positions `0..S`)
+/// restricted to query and key positions `rows` (sorted, distinct).
 pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
     let s = mask.keys().len();
     if rows.len() == s {

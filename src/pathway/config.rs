@@ -187,7 +187,7 @@ impl PathwayConfig {
                 self.num_layers
             )));
         }
-        // Resolve every rule's positions once: (blocked layers, list of (sources, targets)).
+        // Resolve every rule's positions once: the rule and its (sources, targets) pairs.
         let mut resolved: Vec<(&Rule, SourceTargetPairs<'_>)> = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
             let pairs = if r.is_cross_frame() {
