@@ -46,9 +46,14 @@ def key(r: dict):
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_model, tmp_path_factory):
+def knockout_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("knockout")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, knockout_dir):
     """(vidflow records, reference records) over every style."""
-    tmp = tmp_path_factory.mktemp("knockout")
+    tmp = knockout_dir
     dump = tmp / "dump"
     ours = []
     for i, style in enumerate(STYLES):
@@ -81,6 +86,27 @@ def test_vidflow_matches_the_reference_method(reference):
             worst = max(worst, d)
             assert d <= PP_TOL, f"{what} {field}: vidflow {v[field]} vs reference {r[field]}"
     print(f"largest %change difference: {worst:.2e} percentage points")
+
+
+def test_reference_from_dumped_embeddings(reference, tiny_model, knockout_dir):
+    """The inputs_embeds mode (used on the SmolLM2 package, whose vision tower exists only as ONNX)
+    fed vidflow's dumped spliced embeddings gives the records of the input_ids + pixels mode."""
+    _, ref = reference
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timing = {}
+        emb = run_reference(tiny_model, str(knockout_dir / "dump"), TARGETS, WINDOW, ["center"],
+                            all_samples=True, from_embeds=True, timing=timing)
+    finally:
+        torch.set_num_threads(threads)
+    assert timing["knockouts"] == len(emb) == 2 * 11 * 4 and timing["baselines"] == 2
+    by_key = {key(r): r for r in ref}
+    for r in emb:
+        p = by_key[key(r)]
+        assert r["new_token"] == p["new_token"] and r["base_token"] == p["base_token"], key(r)
+        for field in ("pct_change_pred", "pct_change_true"):
+            assert abs(r[field] - p[field]) <= PP_TOL, (key(r), field, r[field], p[field])
 
 
 def test_knockouts_move_the_answer(reference):

@@ -33,6 +33,12 @@ def main(argv=None) -> int:
     sp.add_argument("--seed", type=int, default=0, help="seed of the random vision tower")
     sp.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers (quick checks)")
 
+    y = sub.add_parser("toy-train", help="train the toy VideoLLM on vidflow synth data -> toy-image, toy-video packages")
+    y.add_argument("--out", required=True, help="folder for toy-image/, toy-video/ and toy-train.json (e.g. models)")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--vidflow", default=None, help="vidflow binary (default: target/release/vidflow of this checkout)")
+    y.add_argument("--work", default=None, help="folder for the datasets and HF checkpoints (default: a temporary one)")
+
     args = p.parse_args(argv)
     if args.cmd == "build-tiny":
         from .tiny import build_tiny
@@ -60,6 +66,14 @@ def main(argv=None) -> int:
 
         m = export_package(args.out, seed=args.seed, num_layers=args.layers)
         print(f"wrote package {m['name']} ({m['num_layers']} layers) to {args.out}")
+    elif args.cmd == "toy-train":
+        from .toy.train import toy_train
+
+        r = toy_train(args.out, seed=args.seed, vidflow=args.vidflow, work=args.work)
+        for pkg in ("toy-image", "toy-video"):
+            tasks = r["accuracy"][pkg]["video_heldout"]
+            print(pkg, " ".join(f"{t}={v['accuracy']:.3f}" for t, v in tasks.items()))
+        print(f"wrote toy-image, toy-video and toy-train.json to {args.out} ({r['train_seconds']} s of training)")
     return 0
 
 

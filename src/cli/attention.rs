@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use vidflow::data::load_for_command;
 use vidflow::attention::{run_attention, AttentionSettings, ATTENTION_FILE};
+use vidflow::data::load_for_command;
 use vidflow::knockout::{
     check_group_name, collect_flows, load_flows_file, parse_targets, FlowsFile, LayerRange,
 };

@@ -70,7 +70,11 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         data: spec.to_string(),
         tasks: a.tasks.clone(),
         frames: a.frames.unwrap_or(pkg.manifest.video.num_frames),
-        mode: if a.scale { format!("{} (scaled)", a.mode) } else { a.mode.clone() },
+        mode: if a.scale {
+            format!("{} (scaled)", a.mode)
+        } else {
+            a.mode.clone()
+        },
         seed: a.seed,
         limit: a.limit,
         shard: a.shard.as_deref().map(eval::parse_shard).transpose()?,

@@ -66,12 +66,21 @@ pub struct FlowFinding {
 impl FlowFinding {
     /// The open layers, 1-based, merged into ranges like `6-15, 21-25`; empty when none.
     pub fn open_ranges(&self) -> String {
-        ranges(self.intervals.iter().filter(|i| i.open).map(|i| (i.first, i.last)))
+        ranges(
+            self.intervals
+                .iter()
+                .filter(|i| i.open)
+                .map(|i| (i.first, i.last)),
+        )
     }
 
     /// Last open layer (1-based), if any.
     pub fn last_open(&self) -> Option<usize> {
-        self.intervals.iter().filter(|i| i.open).map(|i| i.last).max()
+        self.intervals
+            .iter()
+            .filter(|i| i.open)
+            .map(|i| i.last)
+            .max()
     }
 }
 
@@ -85,7 +94,13 @@ fn ranges(spans: impl Iterator<Item = (usize, usize)>) -> String {
     }
     merged
         .iter()
-        .map(|&(a, b)| if a == b { format!("{a}") } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                format!("{a}")
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -177,7 +192,8 @@ pub fn discover(dir: &Path, settings: DiscoverSettings) -> Result<Discovery> {
                 let means: Vec<f64> = (start..end)
                     .filter_map(|layer| per_layer.get(&layer).map(|(s, n)| s / *n as f64))
                     .collect();
-                let mean = (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64);
+                let mean =
+                    (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64);
                 Interval {
                     first: start + 1,
                     last: end,
@@ -231,8 +247,14 @@ impl Discovery {
                 .find(|f| f.source == src && f.target == tgt)
                 .and_then(FlowFinding::last_open)
         };
-        for (flow, group) in [(("video", "question"), "video"), (("question", "last"), "question")] {
-            let already = self.findings.iter().any(|f| f.source == group && f.target == group);
+        for (flow, group) in [
+            (("video", "question"), "video"),
+            (("question", "last"), "question"),
+        ] {
+            let already = self
+                .findings
+                .iter()
+                .any(|f| f.source == group && f.target == group);
             if let Some(last) = after(flow.0, flow.1) {
                 if last < self.num_layers && !already {
                     out.push_str(&format!(

@@ -11,12 +11,12 @@ use super::records::{read_records, EvalRecord, RecordWriter, RECORDS_FILE};
 use super::settings::EvalSettings;
 use super::summary::{summarize, write_summary, Summary};
 use crate::answer::{self, prefetch_ordered, score_options, OptionScores, Sample, SampleInputs};
-use crate::engine::run_plan;
-use crate::pathway::{Pathways, SequenceGroups};
-use crate::plan::Plan;
 use crate::data::{task_of, BadRecord, Dataset};
+use crate::engine::run_plan;
 use crate::error::{Error, Result};
 use crate::package::Package;
+use crate::pathway::{Pathways, SequenceGroups};
+use crate::plan::Plan;
 use crate::prompt::PromptBuilder;
 
 /// How each sample is run.
@@ -36,14 +36,22 @@ impl EvalMode {
         } else if let Some(file) = s.strip_prefix("pathways:") {
             Pathways::parse(file)?
         } else if let Some(rest) = s.strip_prefix("random:") {
-            let arg = if rest.contains(':') { s.to_string() } else { format!("{s}:{seed}") };
+            let arg = if rest.contains(':') {
+                s.to_string()
+            } else {
+                format!("{s}:{seed}")
+            };
             Pathways::parse(&arg)?
         } else {
             return Err(Error::Input(format!(
                 "--mode {s}: expected full, pathways:FILE or random:RATIO[:SEED]"
             )));
         };
-        Ok(EvalMode::Pathways(if scale { pathways.scaled_to(num_layers) } else { pathways }))
+        Ok(EvalMode::Pathways(if scale {
+            pathways.scaled_to(num_layers)
+        } else {
+            pathways
+        }))
     }
 
     /// Scores a prepared sample; returns the scores and (open, total) edges summed over layers.

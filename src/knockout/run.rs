@@ -213,7 +213,7 @@ pub fn run_knockout(
         |(index, sample), prepared: Result<SampleInputs>| -> Result<()> {
             let outcome = prepared.and_then(|inputs| {
                 if let Some(dir) = &settings.dump_inputs {
-                    dump_inputs(dir, index, &sample, &inputs)?;
+                    dump_inputs(pkg, dir, index, &sample, &inputs)?;
                 }
                 let mut tick = |n: usize| progress.inc(n);
                 sweep_sample(

@@ -5,7 +5,8 @@
 //! are never recomputed (their attention is unchanged in every layer, so their K/V are the
 //! baseline's and are passed as `past`); only rows `f..S` are computed, with the blocked mask
 //! inside the window and the causal mask after it (those rows changed, so later layers must
-//! recompute them). Knockouts that share `(s, f)` run as one batch. A knockout that blocks no
+//! recompute them). Knockouts that share `(s, f)` run as one batch (split into batches of at most
+//! `max_batch` knockouts and [`MAX_BATCH_ROWS`] rows). A knockout that blocks no
 //! causal edge, or no layer, is the baseline itself and costs nothing.
 //!
 //! Naive: every knockout is a full forward from the embeddings over all rows, batch 1 — the
@@ -53,10 +54,24 @@ pub fn plan_knockouts(
         .collect()
 }
 
+/// Most recomputed rows (batch × suffix rows) one optimised forward takes, unless a single
+/// knockout's suffix is longer. ONNX Runtime keeps each layer session's peak working memory, so a
+/// batch of B long suffixes would hold about B times the memory in every layer's session (a batch
+/// of 5 cross-frame suffixes on the 30-layer SmolLM2 package at S = 1268 needs over 20 GB); long
+/// suffixes are compute-bound, so batching them gains nothing anyway.
+pub const MAX_BATCH_ROWS: usize = 1024;
+
+/// Knockouts per forward for suffixes of `rows` rows: at most `max_batch`, and at most
+/// [`MAX_BATCH_ROWS`] rows in all (but at least one knockout).
+pub fn batch_size(rows: usize, max_batch: usize) -> usize {
+    (MAX_BATCH_ROWS / rows.max(1)).clamp(1, max_batch.max(1))
+}
+
 /// How knockouts are executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Execution {
-    /// Cached prefix, suffix-only recomputation, batches of at most `max_batch` knockouts.
+    /// Cached prefix, suffix-only recomputation, batches of at most `max_batch` knockouts (fewer
+    /// for long suffixes, see [`batch_size`]).
     Optimised { max_batch: usize },
     /// A full forward from the embeddings per knockout.
     Naive,
@@ -199,7 +214,7 @@ fn run_optimised(
             .entry(first)
             .or_insert_with(|| prefix_kv(baseline, first));
         let suffix = Suffix::new(baseline, first);
-        for chunk in members.chunks(max_batch) {
+        for chunk in members.chunks(batch_size(suffix.rows.len(), max_batch)) {
             let batch: Vec<&Knockout> = chunk.iter().map(|&i| &knockouts[i]).collect();
             let readouts = suffix.run(pkg, baseline, flows, &batch, start, past)?;
             cost.forwards += 1;
@@ -293,5 +308,20 @@ impl Suffix {
             .outer_iter()
             .map(|row| read_logits(row, baseline.answer_token, baseline.truth_token))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_suffixes_run_in_smaller_batches() {
+        assert_eq!(batch_size(1, 8), 8);
+        assert_eq!(batch_size(80, 8), 8);
+        assert_eq!(batch_size(300, 8), 3);
+        assert_eq!(batch_size(1090, 8), 1);
+        assert_eq!(batch_size(5000, 8), 1);
+        assert_eq!(batch_size(10, 0), 1);
     }
 }

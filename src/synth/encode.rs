@@ -98,8 +98,8 @@ pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: u32) -> Result<()> {
             let mut packet = Packet::empty();
             while enc.receive_packet(&mut packet).is_ok() {
                 packet.set_stream(0);
-            // One frame per packet; without a duration the muxer's edit list drops the last frame.
-            packet.set_duration(1);
+                // One frame per packet; without a duration the muxer's edit list drops the last frame.
+                packet.set_duration(1);
                 packet.rescale_ts(tb, ost_tb);
                 packet
                     .write_interleaved(octx)

@@ -96,7 +96,36 @@ def build_model(tok, arch: dict = ARCH, seed: int = 0):
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    return LlavaNextVideoForConditionalGeneration(config)
+    model = LlavaNextVideoForConditionalGeneration(config)
+    if arch.get("init", "scaled") == "scaled":
+        scaled_init(model, seed)
+    return model
+
+
+# Output projections that write into a residual stream (scaled down by depth, as GPT-2 does).
+_RESIDUAL_OUT = ("o_proj", "down_proj", "out_proj", "fc2")
+
+
+@torch.no_grad()
+def scaled_init(model, seed: int) -> None:
+    """Fan-in scaled initialisation. HF's default (std 0.02) suits hidden sizes in the thousands;
+    at width 64 it leaves attention logits near zero and training sits on a long plateau."""
+    g = torch.Generator().manual_seed(seed + 1)
+    text_layers = model.config.text_config.num_hidden_layers
+    vision_layers = model.config.vision_config.num_hidden_layers
+    for name, p in model.named_parameters():
+        if p.ndim >= 2:
+            fan_in = p[0].numel()
+            std = fan_in ** -0.5
+            if name.endswith(tuple(f"{n}.weight" for n in _RESIDUAL_OUT)):
+                layers = vision_layers if "vision_tower" in name else text_layers
+                std /= (2 * layers) ** 0.5
+            if "embed_tokens" in name:
+                std = 1.0
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+        elif name.endswith("bias"):
+            p.zero_()
+        # Norm weights keep their 1.0.
 
 
 def save_hf(model, tok, out_dir: str, num_frames: int) -> None:
@@ -125,13 +154,37 @@ class PromptEncoder:
         self.video = tok.token_to_id(tk.VIDEO)
         self._label_ids = {}
 
-    def encode(self, question: str, candidates: list[str], num_frames: int) -> list[int]:
+    def encode(self, question: str, candidates: list[str], num_frames: int, statement: str | None = None) -> list[int]:
+        """With a `statement` (text-only samples), the statement stands where the video goes."""
+        if statement is not None:
+            spec = dict(self.spec, video_placeholder=statement)
+            return [self.bos] + self.tok.encode(render(spec, question, candidates).text, add_special_tokens=False).ids
         text = render(self.spec, question, candidates).text
         ids = self.tok.encode(text, add_special_tokens=False).ids
         if ids.count(self.video) != 1:
             raise ValueError(f"prompt holds {ids.count(self.video)} video placeholders")
         i = ids.index(self.video)
         return [self.bos] + ids[:i] + [self.video] * (num_frames * self.hw) + ids[i + 1:]
+
+    def option_ends(self, ids: list[int], k: int) -> list[int]:
+        """Positions of the newline that ends each of the `k` options (after the options header)."""
+        start = len(ids) - 1 - ids[::-1].index(self.tok.token_to_id("Options"))
+        newlines = [i for i in range(start, len(ids)) if ids[i] == self.tok.token_to_id("Ċ")]
+        if len(newlines) < k + 1:
+            raise ValueError("cannot find the end of every option")
+        return newlines[1 : k + 1]
+
+    def content_start(self) -> int:
+        """Index of the first token after the user prefix (where the video or statement starts)."""
+        head = self.spec["system"] + self.spec["user_prefix"].rstrip()
+        return 1 + len(self.tok.encode(head, add_special_tokens=False).ids)
+
+    def continuation(self, candidates: list[str], answer: int) -> list[int]:
+        """Tokens of the full answer after the answer prefix: `A) option text` and eos (trained
+        as text; evaluation reads only the label at the last prompt position)."""
+        label = self.spec["option_labels"][answer]
+        rest = self.tok.encode(f") {candidates[answer]}", add_special_tokens=False).ids
+        return [self._label_ids[label]] + rest + [self.tok.token_to_id(tk.EOS)]
 
     def label_ids(self, question: str, candidates: list[str]) -> list[int]:
         """Token id of each option's label after the answer prefix (prompt + label tokenized as

@@ -1,6 +1,21 @@
-"""`toy-train`: data, the two training stages, held-out evaluation, export (docs/toy.md)."""
+"""`toy-train`: data, the three training stages, held-out evaluation, export (docs/toy.md).
+
+Stages (each continues from the previous weights):
+
+0. language: text-only multiple-choice questions (`text.py`), the language model the published
+   VideoLLMs start from;
+1. image: single-frame questions from `vidflow synth --suite image` (colour, shape, position,
+   number of objects) -> the `toy-image` package;
+2. video: instruction tuning on the five temporal tasks of `vidflow synth` -> `toy-video`.
+
+Every stage minimises the cross-entropy of the true option's label token at the last prompt
+position (after "Best option:("), plus a small next-token loss on the text after the video and
+the option probes (`Probes`). Everything is seeded; `torch.use_deterministic_algorithms` and a
+fixed thread count make a rerun reproduce the weights.
+"""
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -14,19 +29,24 @@ import torch
 
 from . import data as d
 from .model import ARCH, PromptEncoder, build_model, corpus, save_hf, tokens_per_frame, train_tokenizer
+from .text import statement
+
+_STAGE = {"warmup": 50, "weight_decay": 0.01, "text_loss": 0.2, "probe": 1.0, "decay_from": 0.0}
 
 # Everything that decides the result (recorded in toy-train.json next to the packages).
 SETTINGS = {
     "seed": 0,
     "threads": 2,
     "num_frames": 8,
-    "synth": {"size": 64, "frames": 16, "fps": 8},
-    "image_stage": {"suite": "image", "per_task": 1500, "steps": 600, "batch": 32, "lr": 2e-3,
-                    "warmup": 50, "weight_decay": 0.01},
-    "video_stage": {"suite": "temporal", "per_task": 2000, "steps": 1500, "batch": 16, "lr": 1e-3,
-                    "warmup": 100, "weight_decay": 0.01},
-    # Held-out sets: other seeds than training (training uses seed*10+1 and seed*10+2).
-    "heldout": {"seed_offset": 1000, "per_task": 200},
+    # vidflow synth defaults: 64x64 frames, 16 frames at 8 fps.
+    "data": {"image_per_task": 1500, "video_per_task": 2000, "heldout_per_task": 200,
+             # Dataset seeds: training seed*10+1 (image) and seed*10+2 (video), held-out seed+1000.
+             "heldout_seed_offset": 1000},
+    "stages": {
+        "language": dict(_STAGE, steps=1200, batch=16, lr=3e-3),
+        "image": dict(_STAGE, steps=800, batch=16, lr=2e-3),
+        "video": dict(_STAGE, steps=1200, batch=16, lr=1e-3),
+    },
     "arch": ARCH,
 }
 
@@ -38,93 +58,202 @@ def set_determinism(seed: int, threads: int) -> None:
 
 
 class Examples:
-    """One split: token ids (padded right), last positions, targets and frames of every sample."""
+    """One split: token ids (prompt, then the full answer; padded right), the last prompt position,
+    the answer label, text-loss targets, and the frames of every sample."""
 
-    def __init__(self, tasks: dict, enc: PromptEncoder, num_frames: int):
+    def __init__(self, tasks: dict, enc: PromptEncoder, num_frames: int, text_only: bool = False):
+        """`text_only`: stage-0 samples, a sentence stating the answer in place of the video."""
         self.task_names = list(tasks)
-        ids, task_of, frames, labels, answers = [], [], [], [], []
+        ids, task_of, frames, labels, answers, last, video_end, opt_ends = [], [], [], [], [], [], [], []
         for ti, (name, t) in enumerate(tasks.items()):
-            if t.frames.shape[1] != num_frames:
+            if not text_only and t.frames.shape[1] != num_frames:
                 raise ValueError(f"{name}: {t.frames.shape[1]} frames per sample, expected {num_frames}")
             for q, c, a in zip(t.questions, t.candidates, t.answers):
-                ids.append(enc.encode(q, c, num_frames))
+                if text_only:
+                    prompt = enc.encode(q, c, 0, statement=statement(q, c[a]))
+                    # Text loss from the statement on (the system prefix is constant).
+                    video_end.append(enc.content_start())
+                else:
+                    prompt = enc.encode(q, c, num_frames)
+                    video_end.append(len(prompt) - 1 - prompt[::-1].index(enc.video) + 1)
                 lab = enc.label_ids(q, c)
+                ends = enc.option_ends(prompt, len(c))
+                opt_ends.append(ends + [-1] * (8 - len(ends)))
+                ids.append(prompt + enc.continuation(c, a))
+                last.append(len(prompt) - 1)
                 labels.append(lab + [-1] * (8 - len(lab)))
                 answers.append(a)
                 task_of.append(ti)
-            frames.append(t.frames)
+            if not text_only:
+                frames.append(t.frames)
         self.lengths = np.array([len(x) for x in ids])
         self.ids = np.full((len(ids), self.lengths.max()), enc.pad, dtype=np.int64)
+        # Text-loss targets: the next token at every position from the last video token on,
+        # except the last prompt position (its target is the answer label, scored apart).
+        self.lm_targets = np.full_like(self.ids, -100)
         for i, x in enumerate(ids):
             self.ids[i, : len(x)] = x
+            for p in range(video_end[i] - 1, len(x) - 1):
+                if p != last[i]:
+                    self.lm_targets[i, p] = x[p + 1]
+        self.last = np.array(last)
+        self.opt_ends = np.array(opt_ends, dtype=np.int64)
         self.labels = np.array(labels, dtype=np.int64)
         self.answers = np.array(answers, dtype=np.int64)
         self.targets = self.labels[np.arange(len(ids)), self.answers]
         self.task_of = np.array(task_of)
-        self.frames = np.concatenate(frames)
-        self.video_id = enc.video
+        self.frames = np.concatenate(frames) if frames else None
+        # Tokens shared by every prompt (bos, system text, user prefix), computed once per batch.
+        self.prefix_len = enc.content_start()
+        if (self.ids[:, : self.prefix_len] != self.ids[:1, : self.prefix_len]).any():
+            raise AssertionError("prompts do not share their first tokens")
 
     def __len__(self):
         return len(self.answers)
 
-    def batch(self, idx: np.ndarray):
-        n = self.lengths[idx].max()
-        return (torch.from_numpy(self.ids[idx, :n]), torch.from_numpy(self.lengths[idx] - 1),
-                d.normalise(self.frames[idx]), torch.from_numpy(self.targets[idx]))
+    def batch(self, idx: np.ndarray, with_answer: bool = True):
+        """Tensors for samples `idx`; without the answer, only the prompts (for evaluation)."""
+        n = (self.lengths[idx] if with_answer else self.last[idx] + 1).max()
+        return (torch.from_numpy(self.ids[idx, :n]), torch.from_numpy(self.last[idx]),
+                None if self.frames is None else d.normalise(self.frames[idx]),
+                torch.from_numpy(self.targets[idx]),
+                torch.from_numpy(self.lm_targets[idx, :n]), torch.from_numpy(self.opt_ends[idx]),
+                torch.from_numpy(self.answers[idx]))
 
 
-def last_logits(model, input_ids, last, pixel_values_videos):
-    """Logits at each sample's last prompt position: the HF model's own parts in its own order
-    (embeddings, video features spliced at the video ids, decoder, final norm, LM head)."""
+def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, mid_layer: int | None = None):
+    """Final hidden states (after the final norm): the HF model's own parts in its own order
+    (embeddings, video features spliced at the video ids, decoder). With `mid_layer`, also the
+    residual stream after that decoder layer (0-based), for the training probes.
+
+    `prefix_len` > 0: the first `prefix_len` tokens (bos, system text, user prefix) are the same
+    in every sample; they are computed once and their keys and values shared by the batch. Same
+    result as the plain forward (and the same gradients, summed over the batch), a third less
+    work on short prompts."""
+    inner = model.model
+    embeds = inner.get_input_embeddings()(input_ids)
+    if pixel_values_videos is not None:
+        embeds = _splice_video(model, input_ids, embeds, pixel_values_videos)
+    lm = inner.language_model
+    want = mid_layer is not None
+    if not prefix_len:
+        out = lm(inputs_embeds=embeds, output_hidden_states=want)
+        return out.last_hidden_state, (out.hidden_states[mid_layer + 1] if want else None)
+    b, t = input_ids.shape
+    head = lm(inputs_embeds=embeds[:1, :prefix_len], use_cache=True, output_hidden_states=want)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(b)
+    positions = torch.arange(prefix_len, t).unsqueeze(0).expand(b, -1)
+    tail = lm(inputs_embeds=embeds[:, prefix_len:], past_key_values=cache, position_ids=positions,
+              use_cache=True, output_hidden_states=want)
+    final = torch.cat([head.last_hidden_state.expand(b, -1, -1), tail.last_hidden_state], dim=1)
+    if not want:
+        return final, None
+    k = mid_layer + 1
+    return final, torch.cat([head.hidden_states[k].expand(b, -1, -1), tail.hidden_states[k]], dim=1)
+
+
+def _splice_video(model, input_ids, embeds, pixel_values_videos):
     inner = model.model
     cfg = model.config
-    embeds = inner.get_input_embeddings()(input_ids)
     feats = inner.get_video_features(
         pixel_values_videos=pixel_values_videos,
         vision_feature_layer=cfg.vision_feature_layer,
         vision_feature_select_strategy=cfg.vision_feature_select_strategy,
     ).pooler_output
     mask = (input_ids == cfg.video_token_index).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
-    hidden = inner.language_model(inputs_embeds=embeds).last_hidden_state
-    h = hidden[torch.arange(len(last)), last]
-    return model.lm_head(h)
+    return embeds.masked_scatter(mask, feats.to(embeds.dtype))
 
 
-def lr_at(step: int, steps: int, base: float, warmup: int) -> float:
+def last_logits(model, input_ids, last, pixel_values_videos, prefix_len: int = 0):
+    """Logits at each sample's last prompt position."""
+    hidden, _ = forward(model, input_ids, pixel_values_videos, prefix_len)
+    return model.lm_head(hidden[torch.arange(len(last)), last])
+
+
+class Probes(torch.nn.Module):
+    """Training-only linear probes on the residual stream after the middle decoder layer, at the
+    newline that ends each option: is this option the answer, and which label does it carry.
+    They give the middle layers a direct signal to gather, at each option, its label and whether
+    the video (or, in stage 0, the statement) supports it; the last position then only has to read
+    the supported option's label. The probes are dropped after training (the model stays a plain
+    LLaVA-NeXT-Video)."""
+
+    def __init__(self, hidden: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed + 7)
+        self.match = torch.nn.Linear(hidden, 1)
+        self.label = torch.nn.Linear(hidden, 8)
+        with torch.no_grad():
+            for lin in (self.match, self.label):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * hidden**-0.5)
+                lin.bias.zero_()
+
+    def loss(self, mid, ends, answer):
+        valid = ends >= 0
+        b, k = ends.shape
+        rows = torch.arange(b).unsqueeze(1).expand(b, k)
+        h = mid[rows[valid], ends[valid]]
+        option = torch.arange(k).unsqueeze(0).expand(b, k)[valid]
+        is_answer = (option == answer.unsqueeze(1).expand(b, k)[valid]).float()
+        match = torch.nn.functional.binary_cross_entropy_with_logits(self.match(h).squeeze(-1), is_answer)
+        label = torch.nn.functional.cross_entropy(self.label(h), option)
+        return match + label
+
+
+def lr_at(step: int, steps: int, base: float, warmup: int, decay_from: float = 0.0) -> float:
+    """Linear warmup, constant until `decay_from` (a fraction of the steps), then cosine to 10%."""
     if step < warmup:
         return base * (step + 1) / warmup
-    p = (step - warmup) / max(1, steps - warmup)
+    start = max(warmup, int(decay_from * steps))
+    if step < start:
+        return base
+    p = (step - start) / max(1, steps - start)
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print) -> dict:
+def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=None) -> dict:
     """AdamW on the cross-entropy of the true option's label token at the last position."""
     rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.98),
-                            weight_decay=cfg["weight_decay"])
+    probes = Probes(model.config.text_config.hidden_size, seed) if cfg.get("probe", 0.0) > 0 else None
+    probe_layer = model.config.text_config.num_hidden_layers // 2 - 1
+    params = list(model.parameters()) + (list(probes.parameters()) if probes else [])
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
     model.train()
     order = np.array([], dtype=np.int64)
     t0 = time.time()
-    losses = []
+    losses, answer_losses = [], []
     for step in range(cfg["steps"]):
         if len(order) < cfg["batch"]:
             order = np.concatenate([order, rng.permutation(len(ex))])
         idx, order = order[: cfg["batch"]], order[cfg["batch"]:]
-        ids, last, pix, target = ex.batch(np.sort(idx))
+        ids, last, pix, target, lm_target, ends, answer = ex.batch(np.sort(idx))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"])
-        logits = last_logits(model, ids, last, pix)
-        loss = torch.nn.functional.cross_entropy(logits, target)
+            g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"], cfg.get("decay_from", 0.0))
+        hidden, mid = forward(model, ids, pix, ex.prefix_len, mid_layer=probe_layer if probes else None)
+        logits = model.lm_head(hidden)
+        loss = torch.nn.functional.cross_entropy(logits[torch.arange(len(last)), last], target)
+        answer_losses.append(loss.item())
+        if cfg.get("text_loss", 0.0) > 0:
+            text = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lm_target.flatten(), ignore_index=-100)
+            loss = loss + cfg["text_loss"] * text
+        if probes:
+            loss = loss + cfg["probe"] * probes.loss(mid, ends, answer)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         losses.append(loss.item())
         if (step + 1) % 50 == 0 or step == 0:
-            log(f"  step {step + 1}/{cfg['steps']}  loss {np.mean(losses[-50:]):.4f}  {time.time() - t0:.0f}s")
+            log(f"  step {step + 1}/{cfg['steps']}  loss {np.mean(losses[-50:]):.4f}  "
+                f"answer {np.mean(answer_losses[-50:]):.4f}  {time.time() - t0:.0f}s")
+        if monitor is not None and (step + 1) % monitor[0] == 0:
+            monitor[1](step + 1)
+            model.train()
     model.eval()
-    return {"seconds": round(time.time() - t0, 1), "final_loss": float(np.mean(losses[-50:]))}
+    return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
+            "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None,
+            "final_answer_loss": round(float(np.mean(answer_losses[-50:])), 4) if losses else None}
 
 
 @torch.no_grad()
@@ -135,8 +264,8 @@ def evaluate(model, ex: Examples, batch: int = 32) -> dict:
     correct = np.zeros(len(ex), dtype=bool)
     for s in range(0, len(ex), batch):
         idx = np.arange(s, min(s + batch, len(ex)))
-        ids, last, pix, _ = ex.batch(idx)
-        logits = last_logits(model, ids, last, pix).numpy()
+        ids, last, pix, *_ = ex.batch(idx, with_answer=False)
+        logits = last_logits(model, ids, last, pix, ex.prefix_len).numpy()
         for j, i in enumerate(idx):
             lab = ex.labels[i][ex.labels[i] >= 0]
             correct[i] = int(np.argmax(logits[j, lab])) == ex.answers[i]
@@ -150,9 +279,22 @@ def evaluate(model, ex: Examples, batch: int = 32) -> dict:
     return out
 
 
+def _package_digest(pkg_dir: str) -> str:
+    """sha256 over every file of a package (relative path and bytes), in path order."""
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(pkg_dir)):
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            h.update(os.path.relpath(path, pkg_dir).encode())
+            with open(path, "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
 def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | None = None,
               settings: dict | None = None, export: bool = True, log=print) -> dict:
-    """Trains both stages and writes `out/toy-image`, `out/toy-video` and `out/toy-train.json`."""
+    """Trains the three stages; writes `out/toy-image`, `out/toy-video` and `out/toy-train.json`."""
+    t_all = time.time()
     s = copy.deepcopy(settings or SETTINGS)
     s["seed"] = seed
     vidflow = vidflow or d.default_vidflow()
@@ -163,73 +305,78 @@ def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | N
         tmp = tempfile.TemporaryDirectory(prefix="toy-train-")
         work = tmp.name
     os.makedirs(work, exist_ok=True)
-    record = {"settings": s, "commands": {}, "stages": {}, "accuracy": {}}
-    t_all = time.time()
+    record = {"settings": s, "datasets": {}, "stages": {}, "accuracy": {}}
 
     def dataset(key: str, suite: str, dseed: int, per_task: int, frames: int):
         path = os.path.join(work, key)
+        args = ["--seed", str(dseed), "--per-task", str(per_task), "--suite", suite, "--dump-frames", str(frames)]
         if not os.path.exists(os.path.join(path, "synth.json")):
             shutil.rmtree(path, ignore_errors=True)
-            cmd = d.synth(vidflow, path, dseed, per_task, suite, frames)
-        else:
-            cmd = [vidflow, "synth", "--out", path, "--seed", str(dseed), "--per-task", str(per_task),
-                   "--suite", suite, "--dump-frames", str(frames)]
-        record["commands"][key] = " ".join(["vidflow"] + cmd[1:3] + [key.upper()] + cmd[4:])
+            d.synth(vidflow, path, dseed, per_task, suite, frames)
+        record["datasets"][key] = "vidflow synth --out DIR " + " ".join(args)
         return d.load(path)
 
     t0 = time.time()
-    img, vid = s["image_stage"], s["video_stage"]
-    held = s["heldout"]
-    train_img = dataset("image_train", "image", seed * 10 + 1, img["per_task"], 1)
-    train_vid = dataset("video_train", "temporal", seed * 10 + 2, vid["per_task"], F)
-    held_img = dataset("image_heldout", "image", seed + held["seed_offset"], held["per_task"], 1)
-    held_vid = dataset("video_heldout", "temporal", seed + held["seed_offset"], held["per_task"], F)
+    ds, held = s["data"], seed + s["data"]["heldout_seed_offset"]
+    train_img = dataset("image_train", "image", seed * 10 + 1, ds["image_per_task"], 1)
+    train_vid = dataset("video_train", "temporal", seed * 10 + 2, ds["video_per_task"], F)
+    held_img = dataset("image_heldout", "image", held, ds["heldout_per_task"], 1)
+    held_vid = dataset("video_heldout", "temporal", held, ds["heldout_per_task"], F)
     record["data_seconds"] = round(time.time() - t0, 1)
-    log(f"data ready in {record['data_seconds']}s")
+    log(f"data ready in {record['data_seconds']} s")
 
+    # The tokenizer: byte-level BPE on every training prompt (with its answer) and statement.
     texts = []
     for tasks in (train_img, train_vid):
         for t in tasks.values():
             texts += corpus(t.questions, t.candidates, t.answers)
-    tok = train_tokenizer(sorted(set(texts)))
+            texts += [statement(q, c[a]) for q, c, a in zip(t.questions, t.candidates, t.answers)]
+    tok = train_tokenizer(sorted(set(texts)), s["arch"])
     enc = PromptEncoder(tok, tokens_per_frame(s["arch"]))
     ex = {
+        "text_train": Examples({**train_img, **train_vid}, enc, 0, text_only=True),
         "image_train": Examples(train_img, enc, 1),
         "video_train": Examples(train_vid, enc, F),
+        "text_heldout": Examples({**held_img, **held_vid}, enc, 0, text_only=True),
         "image_heldout": Examples(held_img, enc, 1),
         "video_heldout": Examples(held_vid, enc, F),
     }
-    record["prompt_tokens"] = {"video_train_max": int(ex["video_train"].lengths.max()),
-                               "vocab_size": tok.get_vocab_size(with_added_tokens=True)}
+    record["tokens"] = {"vocab_size": tok.get_vocab_size(with_added_tokens=True),
+                        "video_prompt_max": int(ex["video_train"].last.max() + 1),
+                        "image_prompt_max": int(ex["image_train"].last.max() + 1),
+                        "video_tokens_per_frame": tokens_per_frame(s["arch"])}
 
     model = build_model(tok, s["arch"], seed)
+    count = lambda mods: sum(p.numel() for m in mods for p in m.parameters())  # noqa: E731
+    inner = model.model
     record["parameters"] = {
-        "total": sum(p.numel() for p in model.parameters()),
-        "vision_tower": sum(p.numel() for p in model.model.vision_tower.parameters()),
-        "pooler_projector": sum(p.numel() for m in (model.model.vision_resampler, model.model.multi_modal_projector)
-                                for p in m.parameters()),
-        "language_model": sum(p.numel() for p in model.model.language_model.parameters())
-        + sum(p.numel() for p in model.lm_head.parameters()),
+        "total": count([model]),
+        "vision_tower": count([inner.vision_tower]),
+        "pooler_and_projector": count([inner.vision_resampler, inner.multi_modal_projector]),
+        "language_model": count([inner.language_model, model.lm_head]),
     }
     log(f"parameters {record['parameters']}")
 
-    log("image stage")
-    record["stages"]["image"] = train_stage(model, ex["image_train"], img, seed * 10 + 3, log)
-    acc_img = {"image_heldout": evaluate(model, ex["image_heldout"]),
-               "video_heldout": evaluate(model, ex["video_heldout"])}
-    log(f"toy-image: {json.dumps(acc_img)}")
+    def run(stage: str, data: str, stage_seed: int):
+        log(f"stage {stage}")
+        record["stages"][stage] = train_stage(model, ex[f"{data}_train"], s["stages"][stage], stage_seed, log)
+
+    def accuracy(keys):
+        return {k: evaluate(model, ex[k]) for k in keys}
+
+    run("language", "text", seed * 10 + 5)
+    record["accuracy"]["after-language"] = accuracy(["text_heldout"])
+    run("image", "image", seed * 10 + 3)
+    record["accuracy"]["toy-image"] = accuracy(["image_heldout", "video_heldout"])
+    log(f"toy-image {_brief(record['accuracy']['toy-image'])}")
     hf_image = os.path.join(work, "hf-toy-image")
     save_hf(model, tok, hf_image, F)
-
-    log("video stage")
-    record["stages"]["video"] = train_stage(model, ex["video_train"], vid, seed * 10 + 4, log)
-    acc_vid = {"image_heldout": evaluate(model, ex["image_heldout"]),
-               "video_heldout": evaluate(model, ex["video_heldout"])}
-    log(f"toy-video: {json.dumps(acc_vid)}")
+    run("video", "video", seed * 10 + 4)
+    record["accuracy"]["toy-video"] = accuracy(["image_heldout", "video_heldout"])
+    log(f"toy-video {_brief(record['accuracy']['toy-video'])}")
     hf_video = os.path.join(work, "hf-toy-video")
     save_hf(model, tok, hf_video, F)
 
-    record["accuracy"] = {"toy-image": acc_img, "toy-video": acc_vid}
     record["train_seconds"] = round(sum(st["seconds"] for st in record["stages"].values()), 1)
     record["environment"] = {"torch": torch.__version__, "python": platform.python_version(),
                              "machine": platform.machine()}
@@ -237,13 +384,22 @@ def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | N
         from ..export import export_package
 
         os.makedirs(out, exist_ok=True)
+        record["packages"] = {}
         for name, hf in (("toy-image", hf_image), ("toy-video", hf_video)):
-            export_package(hf, os.path.join(out, name), dtype="float32", frames=F, name=name)
-        record["packages"] = {n: {"dir": n, "num_frames": F, "dtype": "float32"} for n in ("toy-image", "toy-video")}
+            pkg = os.path.join(out, name)
+            shutil.rmtree(pkg, ignore_errors=True)
+            export_package(hf, pkg, dtype="float32", frames=F, name=name)
+            record["packages"][name] = {"dir": name, "dtype": "float32", "num_frames": F,
+                                        "sha256": _package_digest(pkg)}
+    record["total_seconds"] = round(time.time() - t_all, 1)
+    if export:
         with open(os.path.join(out, "toy-train.json"), "w") as f:
             json.dump(record, f, indent=2)
             f.write("\n")
-    record["total_seconds"] = round(time.time() - t_all, 1)
     if tmp is not None:
         tmp.cleanup()
     return record
+
+
+def _brief(acc: dict) -> str:
+    return " ".join(f"{t}={v['accuracy']:.3f}" for split in acc.values() for t, v in split.items())
