@@ -102,11 +102,17 @@ fn discovery_gives_the_known_pathways_back() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     let cfg = PathwayConfig::from_file(&out).expect("the written config parses");
     assert_eq!(cfg.num_layers, LAYERS);
-    let outside = |a: usize, b: usize| -> Vec<usize> { (1..=LAYERS).filter(|l| !(a..=b).contains(l)).collect() };
+    let outside = |a: usize, b: usize| -> Vec<usize> {
+        (1..=LAYERS).filter(|l| !(a..=b).contains(l)).collect()
+    };
     assert_eq!(blocked(&cfg, "cross-frame", "cross-frame"), outside(6, 10));
     assert_eq!(blocked(&cfg, "video", "question"), outside(6, 15));
     assert_eq!(blocked(&cfg, "question", "last"), outside(11, 20));
@@ -114,8 +120,14 @@ fn discovery_gives_the_known_pathways_back() {
     assert_eq!(blocked(&cfg, "video", "last"), all);
     assert_eq!(blocked(&cfg, "last", "last"), all);
     // As in the published configs: video tokens stop reading each other after video → question.
-    assert_eq!(blocked(&cfg, "video", "video"), (16..=LAYERS).collect::<Vec<_>>());
-    assert!(cfg.rules.iter().all(|r| !(r.source == "question" && r.target == "question")));
+    assert_eq!(
+        blocked(&cfg, "video", "video"),
+        (16..=LAYERS).collect::<Vec<_>>()
+    );
+    assert!(cfg
+        .rules
+        .iter()
+        .all(|r| !(r.source == "question" && r.target == "question")));
 }
 
 #[test]
@@ -130,10 +142,18 @@ fn a_stricter_threshold_keeps_fewer_layers_open() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let cfg = PathwayConfig::from_file(&out).unwrap();
     let all: Vec<usize> = (1..=LAYERS).collect();
-    assert_eq!(blocked(&cfg, "video", "question"), all, "no interval reaches -50%");
+    assert_eq!(
+        blocked(&cfg, "video", "question"),
+        all,
+        "no interval reaches -50%"
+    );
 }
 
 #[test]

@@ -333,7 +333,10 @@ fn pathway_and_random_modes_on_both_layouts() {
     tomato(&to);
     let config = common::repo_path("configs/pathways/tiny.yaml");
     let pathways = format!("pathways:{}", config.display());
-    for data in [format!("tvbench:{}", tv.display()), format!("tomato:{}", to.display())] {
+    for data in [
+        format!("tvbench:{}", tv.display()),
+        format!("tomato:{}", to.display()),
+    ] {
         let full_dir = tmp.path().join("full");
         let _ = std::fs::remove_dir_all(&full_dir);
         run_ok(eval_cmd(&data, &full_dir, &[]));
@@ -346,13 +349,18 @@ fn pathway_and_random_modes_on_both_layouts() {
             assert_eq!(recs.len(), full.len(), "{mode} on {data}");
             let mut changed = 0;
             for (id, r) in &recs {
-                let (open, total) = (r["edges_open"].as_u64().unwrap(), r["edges_total"].as_u64().unwrap());
+                let (open, total) = (
+                    r["edges_open"].as_u64().unwrap(),
+                    r["edges_total"].as_u64().unwrap(),
+                );
                 assert_eq!(total, full[id]["edges_total"].as_u64().unwrap());
                 assert!(open < total, "{mode}: {id} keeps every edge");
                 changed += usize::from(r["probs"] != full[id]["probs"]);
             }
             assert!(changed > 0, "{mode} changed no probability on {data}");
-            let share = summary(&out)["overall"]["mean_edge_share"].as_f64().unwrap();
+            let share = summary(&out)["overall"]["mean_edge_share"]
+                .as_f64()
+                .unwrap();
             assert!(share > 0.0 && share < 1.0, "{mode}: share {share}");
         }
     }
