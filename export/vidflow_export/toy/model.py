@@ -174,6 +174,10 @@ class PromptEncoder:
             raise ValueError("cannot find the end of every option")
         return newlines[1 : k + 1]
 
+    def question_end(self, ids: list[int]) -> int:
+        """Position of the last token of the question text (just before the options header)."""
+        return len(ids) - 1 - ids[::-1].index(self.tok.token_to_id("Options")) - 2
+
     def content_start(self) -> int:
         """Index of the first token after the user prefix (where the video or statement starts)."""
         head = self.spec["system"] + self.spec["user_prefix"].rstrip()

@@ -61,10 +61,13 @@ class Examples:
     """One split: token ids (prompt, then the full answer; padded right), the last prompt position,
     the answer label, text-loss targets, and the frames of every sample."""
 
-    def __init__(self, tasks: dict, enc: PromptEncoder, num_frames: int, text_only: bool = False):
+    def __init__(self, tasks: dict, enc: PromptEncoder, num_frames: int, text_only: bool = False,
+                 concepts: dict | None = None):
         """`text_only`: stage-0 samples, a sentence stating the answer in place of the video."""
         self.task_names = list(tasks)
         ids, task_of, frames, labels, answers, last, video_end, opt_ends = [], [], [], [], [], [], [], []
+        q_ends, concept_ids = [], []
+        self.num_concepts = max(1, len(concepts or {}))
         for ti, (name, t) in enumerate(tasks.items()):
             if not text_only and t.frames.shape[1] != num_frames:
                 raise ValueError(f"{name}: {t.frames.shape[1]} frames per sample, expected {num_frames}")
@@ -78,6 +81,8 @@ class Examples:
                     video_end.append(len(prompt) - 1 - prompt[::-1].index(enc.video) + 1)
                 lab = enc.label_ids(q, c)
                 ends = enc.option_ends(prompt, len(c))
+                q_ends.append(enc.question_end(prompt))
+                concept_ids.append((concepts or {}).get((name, c[a]), -100))
                 opt_ends.append(ends + [-1] * (8 - len(ends)))
                 ids.append(prompt + enc.continuation(c, a))
                 last.append(len(prompt) - 1)
@@ -98,6 +103,8 @@ class Examples:
                     self.lm_targets[i, p] = x[p + 1]
         self.last = np.array(last)
         self.opt_ends = np.array(opt_ends, dtype=np.int64)
+        self.q_ends = np.array(q_ends, dtype=np.int64)
+        self.concepts = np.array(concept_ids, dtype=np.int64)
         self.labels = np.array(labels, dtype=np.int64)
         self.answers = np.array(answers, dtype=np.int64)
         self.targets = self.labels[np.arange(len(ids)), self.answers]
@@ -118,13 +125,14 @@ class Examples:
                 None if self.frames is None else d.normalise(self.frames[idx]),
                 torch.from_numpy(self.targets[idx]),
                 torch.from_numpy(self.lm_targets[idx, :n]), torch.from_numpy(self.opt_ends[idx]),
-                torch.from_numpy(self.answers[idx]))
+                torch.from_numpy(self.answers[idx]), torch.from_numpy(self.q_ends[idx]),
+                torch.from_numpy(self.concepts[idx]))
 
 
-def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, mid_layer: int | None = None):
+def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, states: bool = False):
     """Final hidden states (after the final norm): the HF model's own parts in its own order
-    (embeddings, video features spliced at the video ids, decoder). With `mid_layer`, also the
-    residual stream after that decoder layer (0-based), for the training probes.
+    (embeddings, video features spliced at the video ids, decoder). With `states`, also the
+    residual stream before and after every decoder layer (for the training probes).
 
     `prefix_len` > 0: the first `prefix_len` tokens (bos, system text, user prefix) are the same
     in every sample; they are computed once and their keys and values shared by the batch. Same
@@ -135,22 +143,20 @@ def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, mid_laye
     if pixel_values_videos is not None:
         embeds = _splice_video(model, input_ids, embeds, pixel_values_videos)
     lm = inner.language_model
-    want = mid_layer is not None
     if not prefix_len:
-        out = lm(inputs_embeds=embeds, output_hidden_states=want)
-        return out.last_hidden_state, (out.hidden_states[mid_layer + 1] if want else None)
+        out = lm(inputs_embeds=embeds, output_hidden_states=states)
+        return out.last_hidden_state, (out.hidden_states if states else None)
     b, t = input_ids.shape
-    head = lm(inputs_embeds=embeds[:1, :prefix_len], use_cache=True, output_hidden_states=want)
+    head = lm(inputs_embeds=embeds[:1, :prefix_len], use_cache=True, output_hidden_states=states)
     cache = head.past_key_values
     cache.batch_repeat_interleave(b)
     positions = torch.arange(prefix_len, t).unsqueeze(0).expand(b, -1)
     tail = lm(inputs_embeds=embeds[:, prefix_len:], past_key_values=cache, position_ids=positions,
-              use_cache=True, output_hidden_states=want)
+              use_cache=True, output_hidden_states=states)
     final = torch.cat([head.last_hidden_state.expand(b, -1, -1), tail.last_hidden_state], dim=1)
-    if not want:
+    if not states:
         return final, None
-    k = mid_layer + 1
-    return final, torch.cat([head.hidden_states[k].expand(b, -1, -1), tail.hidden_states[k]], dim=1)
+    return final, [torch.cat([h.expand(b, -1, -1), t_], dim=1) for h, t_ in zip(head.hidden_states, tail.hidden_states)]
 
 
 def _splice_video(model, input_ids, embeds, pixel_values_videos):
@@ -172,33 +178,46 @@ def last_logits(model, input_ids, last, pixel_values_videos, prefix_len: int = 0
 
 
 class Probes(torch.nn.Module):
-    """Training-only linear probes on the residual stream after the middle decoder layer, at the
-    newline that ends each option: is this option the answer, and which label does it carry.
-    They give the middle layers a direct signal to gather, at each option, its label and whether
-    the video (or, in stage 0, the statement) supports it; the last position then only has to read
-    the supported option's label. The probes are dropped after training (the model stays a plain
-    LLaVA-NeXT-Video)."""
+    """Training-only linear probes on the residual stream (dropped after training; the model stays
+    a plain LLaVA-NeXT-Video). They supervise the steps of answering a multiple-choice question
+    one by one, each at the place and depth where the published models do it:
 
-    def __init__(self, hidden: int, seed: int):
+    - `concept`, at the last token of the question, after layer `concept_layer`: the answer's
+      content (which of all the answer texts of the task it is), read from the video (or, in the
+      language stage, from the statement);
+    - `match` and `label`, at the newline that ends each option, after layer `match_layer`:
+      whether this option is the answer, and which label the option carries;
+    - the answer loss itself then only has to read, at the last position, the label of the option
+      that matched.
+    """
+
+    def __init__(self, hidden: int, concepts: int, layers: int, seed: int):
         super().__init__()
         g = torch.Generator().manual_seed(seed + 7)
+        self.concept_layer = layers // 2 - 1
+        self.match_layer = layers // 2 + 1
+        self.concept = torch.nn.Linear(hidden, concepts)
         self.match = torch.nn.Linear(hidden, 1)
         self.label = torch.nn.Linear(hidden, 8)
         with torch.no_grad():
-            for lin in (self.match, self.label):
+            for lin in (self.concept, self.match, self.label):
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * hidden**-0.5)
                 lin.bias.zero_()
 
-    def loss(self, mid, ends, answer):
-        valid = ends >= 0
+    def loss(self, states, ends, answer, q_end, concept):
         b, k = ends.shape
+        # states[0] is the input of layer 0; states[i + 1] the output of layer i.
+        mid = states[self.match_layer + 1]
+        valid = ends >= 0
         rows = torch.arange(b).unsqueeze(1).expand(b, k)
         h = mid[rows[valid], ends[valid]]
         option = torch.arange(k).unsqueeze(0).expand(b, k)[valid]
         is_answer = (option == answer.unsqueeze(1).expand(b, k)[valid]).float()
         match = torch.nn.functional.binary_cross_entropy_with_logits(self.match(h).squeeze(-1), is_answer)
         label = torch.nn.functional.cross_entropy(self.label(h), option)
-        return match + label
+        q = states[self.concept_layer + 1][torch.arange(b), q_end]
+        concept_loss = torch.nn.functional.cross_entropy(self.concept(q), concept, ignore_index=-100)
+        return match + label + concept_loss
 
 
 def lr_at(step: int, steps: int, base: float, warmup: int, decay_from: float = 0.0) -> float:
@@ -215,9 +234,22 @@ def lr_at(step: int, steps: int, base: float, warmup: int, decay_from: float = 0
 def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=None) -> dict:
     """AdamW on the cross-entropy of the true option's label token at the last position."""
     rng = np.random.default_rng(seed)
-    probes = Probes(model.config.text_config.hidden_size, seed) if cfg.get("probe", 0.0) > 0 else None
-    probe_layer = model.config.text_config.num_hidden_layers // 2 - 1
-    params = list(model.parameters()) + (list(probes.parameters()) if probes else [])
+    tc = model.config.text_config
+    probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed)
+              if cfg.get("probe", 0.0) > 0 else None)
+    # `train: vision` (the published models' alignment stage): only the vision tower, pooler and
+    # projector learn; the language model is frozen.
+    inner = model.model
+    if cfg.get("train", "all") == "vision":
+        trained = [inner.vision_tower, inner.vision_resampler, inner.multi_modal_projector]
+    else:
+        trained = [model]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in trained:
+        for p in m.parameters():
+            p.requires_grad_(True)
+    params = [p for m in trained for p in m.parameters()] + (list(probes.parameters()) if probes else [])
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
     model.train()
     order = np.array([], dtype=np.int64)
@@ -227,10 +259,10 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
         if len(order) < cfg["batch"]:
             order = np.concatenate([order, rng.permutation(len(ex))])
         idx, order = order[: cfg["batch"]], order[cfg["batch"]:]
-        ids, last, pix, target, lm_target, ends, answer = ex.batch(np.sort(idx))
+        ids, last, pix, target, lm_target, ends, answer, q_end, concept = ex.batch(np.sort(idx))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"], cfg.get("decay_from", 0.0))
-        hidden, mid = forward(model, ids, pix, ex.prefix_len, mid_layer=probe_layer if probes else None)
+        hidden, states = forward(model, ids, pix, ex.prefix_len, states=probes is not None)
         logits = model.lm_head(hidden)
         loss = torch.nn.functional.cross_entropy(logits[torch.arange(len(last)), last], target)
         answer_losses.append(loss.item())
@@ -238,7 +270,7 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             text = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lm_target.flatten(), ignore_index=-100)
             loss = loss + cfg["text_loss"] * text
         if probes:
-            loss = loss + cfg["probe"] * probes.loss(mid, ends, answer)
+            loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -251,6 +283,8 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             monitor[1](step + 1)
             model.train()
     model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
     return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
             "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None,
             "final_answer_loss": round(float(np.mean(answer_losses[-50:])), 4) if losses else None}
