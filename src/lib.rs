@@ -3,7 +3,9 @@
 
 pub mod answer;
 pub mod attention;
+pub mod bench;
 pub mod data;
+pub mod demo;
 pub mod discover;
 pub mod engine;
 pub mod error;

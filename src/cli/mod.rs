@@ -3,6 +3,7 @@
 mod answer;
 mod attention;
 mod bench;
+mod demo;
 mod discover;
 mod eval;
 mod info;
@@ -29,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole method on the toy models: eval, knockout, lens, pathways, bench -> out/demo/report.md.
+    Demo(demo::Args),
     /// Print the summary of a model package and check its graphs against the manifest.
     Info(info::Args),
     /// Answer a multiple-choice question about a video, or a JSON list of samples.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
         Command::Answer(a) => answer::run(a),
         Command::Eval(a) => eval::run_eval(a),

@@ -1,0 +1,510 @@
+//! `vidflow demo`: the whole method end to end on the embedded toy models (docs/toy.md).
+//!
+//! On a held-out synthetic set it evaluates the video model with full attention, runs the
+//! knockout sweep of every reference target (and the cross-frame target on the image model, the
+//! contrast), traces the layer-wise answer probability, discovers the effective pathways, evaluates
+//! with only those open and with random blocking of the same number of edges, benchmarks full
+//! against pruned prefill, and writes `report.md` with the plots and a summary table.
+//!
+//! Every step writes its own folder under the output folder and resumes from it (the eval and
+//! knockout records are append-only), so an interrupted demo continues where it stopped; a folder
+//! made with other settings is an error rather than silently reused.
+
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::answer::{self, Sample};
+use crate::bench::{bench, BenchMode, BenchReport, BenchSettings};
+use crate::data::{self, DataSpec, Dataset};
+use crate::discover::{discover, DiscoverSettings, Discovery, Metric};
+use crate::error::{Error, Result};
+use crate::eval::{self, read_records, EvalMode, EvalSettings, Summary, RECORDS_FILE};
+use crate::knockout::{
+    collect_flows, run_knockout, Execution, NamedTarget, RunSettings, SweepSettings, WindowStyle,
+};
+use crate::lens::{run_lens, write_lens_reports, LensSettings};
+use crate::package::{Package, Projection};
+use crate::pathway::{Pathways, RandomBlocking};
+use crate::prompt::PromptBuilder;
+use crate::report::{write_knockout_reports, KnockoutSummary};
+use crate::runtime::RuntimeOptions;
+use crate::synth::{self, Suite, SynthConfig};
+
+pub use report::REPORT_FILE;
+
+/// Everything the demo needs; the defaults are the README's main command.
+#[derive(Debug, Clone)]
+pub struct DemoSettings {
+    /// The video-tuned package (`models/toy-video`).
+    pub video_model: PathBuf,
+    /// The image-stage package (`models/toy-image`), the contrast; skipped when None.
+    pub image_model: Option<PathBuf>,
+    pub out: PathBuf,
+    /// Seed of the held-out synthetic set (the toy models were trained on other seeds).
+    pub seed: u64,
+    /// Held-out samples per task for the evaluations.
+    pub per_task: usize,
+    /// Samples per task for the knockout sweeps and the lens (the first ones of each task).
+    pub knockout_per_task: usize,
+    /// Knockout window (layers blocked around each sweep layer).
+    pub window: usize,
+    /// Knock out every sample, not only those the video model answers correctly (the reference's
+    /// choice, and the default).
+    pub all_samples: bool,
+    /// Discovery: layers per interval and the %change threshold.
+    pub interval: usize,
+    pub threshold: f64,
+    /// Seed of random blocking.
+    pub random_seed: u64,
+    /// Timed benchmark runs per mode.
+    pub bench_runs: usize,
+    /// Video decoding threads.
+    pub workers: usize,
+    pub progress: bool,
+    pub runtime: RuntimeOptions,
+}
+
+/// What the demo measured (also written as `summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    pub video_model: String,
+    pub image_model: Option<String>,
+    pub data: String,
+    pub per_task: usize,
+    pub knockout_per_task: usize,
+    pub eval_full: Summary,
+    pub eval_image: Option<Summary>,
+    pub eval_pathways: Summary,
+    pub eval_random: Summary,
+    /// Share of each layer's blocked causal edges in the random run (matched to the pathways).
+    pub random_ratio: f64,
+    /// Mean share of causal edges (all layers) kept open by the pathways and by random blocking.
+    pub pathways_edge_share: f64,
+    pub random_edge_share: f64,
+    pub pathways_file: String,
+    pub discovery: Vec<crate::discover::FlowFinding>,
+    /// Per sweep layer: mean %change of the true answer's probability when cross-frame attention
+    /// is blocked, on the video model and on the image model.
+    pub cross_frame_video: Vec<LayerChange>,
+    pub cross_frame_image: Vec<LayerChange>,
+    pub bench: BenchReport,
+}
+
+/// One layer of a knockout curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerChange {
+    /// 1-based, as the plots.
+    pub layer: usize,
+    pub samples: usize,
+    pub mean_pct_change_true: f64,
+}
+
+/// Output locations, one folder per step.
+struct Layout {
+    data: PathBuf,
+    eval_full: PathBuf,
+    eval_image: PathBuf,
+    eval_pathways: PathBuf,
+    eval_random: PathBuf,
+    knockout_video: PathBuf,
+    knockout_image: PathBuf,
+    lens: PathBuf,
+    pathways: PathBuf,
+}
+
+impl Layout {
+    fn new(out: &Path) -> Layout {
+        Layout {
+            data: out.join("data"),
+            eval_full: out.join("eval/video-full"),
+            eval_image: out.join("eval/image-full"),
+            eval_pathways: out.join("eval/video-pathways"),
+            eval_random: out.join("eval/video-random"),
+            knockout_video: out.join("knockout/video"),
+            knockout_image: out.join("knockout/image-cross-frame"),
+            lens: out.join("lens"),
+            pathways: out.join("pathways.yaml"),
+        }
+    }
+}
+
+/// Runs the demo; `log` receives one line per step.
+pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSummary, PathBuf)> {
+    if s.per_task == 0 || s.knockout_per_task == 0 {
+        return Err(Error::Input(
+            "--per-task and --knockout-per-task must be at least 1".into(),
+        ));
+    }
+    let dirs = Layout::new(&s.out);
+    std::fs::create_dir_all(&s.out).map_err(|e| Error::io(&s.out, e))?;
+    let video = Package::open(&s.video_model, &s.runtime)?;
+    let image = s
+        .image_model
+        .as_ref()
+        .map(|p| Package::open(p, &s.runtime))
+        .transpose()?;
+    let frames = video.manifest.video.num_frames;
+    if let Some(img) = &image {
+        if img.manifest.video.num_frames != frames {
+            return Err(Error::Input(format!(
+                "{}: {} frames per video, but {} has {frames}; the demo compares them on the same inputs",
+                img.dir().display(),
+                img.manifest.video.num_frames,
+                video.dir().display()
+            )));
+        }
+    }
+
+    log(&format!(
+        "held-out set: {} samples per task, seed {} -> {}",
+        s.per_task,
+        s.seed,
+        dirs.data.display()
+    ));
+    ensure_synth(&dirs.data, s.seed, s.per_task)?;
+    let spec = DataSpec::Tvbench(dirs.data.clone());
+    let dataset = data::load(&spec, None)?;
+    if !dataset.bad.is_empty() {
+        return Err(Error::Data {
+            path: dirs.data.clone(),
+            msg: format!(
+                "{} records of the generated set are invalid, e.g. {}: {}",
+                dataset.bad.len(),
+                dataset.bad[0].id,
+                dataset.bad[0].reason
+            ),
+        });
+    }
+    let subset = first_per_task(&dataset.samples, s.knockout_per_task);
+
+    let eval_with = |pkg: &Package, mode_arg: &str, mode: &EvalMode, out: &Path| {
+        let settings = EvalSettings {
+            model: pkg.manifest.name.clone(),
+            model_dir: pkg.dir().display().to_string(),
+            data: spec.to_string(),
+            tasks: None,
+            frames,
+            mode: mode_arg.to_string(),
+            seed: s.random_seed,
+            limit: None,
+            shard: None,
+        };
+        eval::run_eval(
+            pkg,
+            &settings,
+            mode,
+            clone_dataset(&dataset),
+            out,
+            s.workers,
+            s.progress,
+        )
+    };
+
+    log("evaluating the video model with full attention");
+    let eval_full = eval_with(&video, "full", &EvalMode::Full, &dirs.eval_full)?;
+    let eval_image = match &image {
+        Some(img) => {
+            log("evaluating the image model with full attention");
+            Some(eval_with(img, "full", &EvalMode::Full, &dirs.eval_image)?)
+        }
+        None => None,
+    };
+
+    let num_layers = video.manifest.num_layers;
+    let sweep = |all_samples: bool| SweepSettings {
+        window: s.window,
+        style: WindowStyle::Center,
+        layers: (0..num_layers).collect(),
+        all_samples,
+        execution: Execution::Optimised { max_batch: 8 },
+    };
+    log(&format!(
+        "knockout sweep, all reference targets, window {}: {} samples",
+        s.window,
+        subset.len()
+    ));
+    let flows = collect_flows(&NamedTarget::ALL, &[], frames)?;
+    let builder = Arc::new(PromptBuilder::new(&video.manifest, video.dir())?);
+    run_knockout(
+        &video,
+        builder.clone(),
+        subset.clone(),
+        &RunSettings {
+            flows,
+            sweep: sweep(s.all_samples),
+            out_dir: dirs.knockout_video.clone(),
+            workers: s.workers,
+            dump_inputs: None,
+            progress: s.progress,
+        },
+    )?;
+    let video_reports = write_knockout_reports(&dirs.knockout_video)?;
+
+    let image_reports = match &image {
+        Some(img) => {
+            log("knockout sweep of the image model, cross-frame target, every sample");
+            let b = Arc::new(PromptBuilder::new(&img.manifest, img.dir())?);
+            run_knockout(
+                img,
+                b,
+                subset.clone(),
+                &RunSettings {
+                    flows: collect_flows(&[NamedTarget::CrossFrame], &[], frames)?,
+                    sweep: sweep(true),
+                    out_dir: dirs.knockout_image.clone(),
+                    workers: s.workers,
+                    dump_inputs: None,
+                    progress: s.progress,
+                },
+            )?;
+            Some(write_knockout_reports(&dirs.knockout_image)?)
+        }
+        None => None,
+    };
+
+    log("layer-wise answer probability (logit lens at the last position)");
+    std::fs::create_dir_all(&dirs.lens).map_err(|e| Error::io(&dirs.lens, e))?;
+    let lens_records = run_lens(
+        &video,
+        builder.clone(),
+        subset.clone(),
+        &LensSettings {
+            projection: Projection::NormHead,
+            keywords: None,
+            all_samples: s.all_samples,
+            out_dir: dirs.lens.clone(),
+            workers: s.workers,
+            progress: s.progress,
+        },
+    )?;
+    let lens_files = write_lens_reports(
+        &dirs.lens,
+        &lens_records,
+        &[],
+        &format!("{}, norm+head", video.manifest.name),
+        num_layers,
+    )?;
+
+    log(&format!(
+        "discovering the effective pathways (interval {}, threshold {}%)",
+        s.interval, s.threshold
+    ));
+    let discovery = discover(
+        &dirs.knockout_video,
+        DiscoverSettings {
+            interval: s.interval,
+            threshold: s.threshold,
+            metric: Metric::Pred,
+        },
+    )?;
+    write_pathways(&discovery, &dirs.pathways, s)?;
+    let pathways = Pathways::parse(&dirs.pathways.display().to_string())?;
+
+    log("evaluating with only the effective pathways open");
+    let mode_arg = format!("pathways:{}", dirs.pathways.display());
+    let eval_pathways = eval_with(
+        &video,
+        &mode_arg,
+        &EvalMode::Pathways(pathways.clone()),
+        &dirs.eval_pathways,
+    )?;
+    let first_video = builder
+        .layout(&subset[0].question, &as_strs(&subset[0].options), None)?
+        .placeholder_index;
+    let random_ratio = matched_random_ratio(&dirs.eval_pathways, num_layers, first_video)?;
+    log(&format!(
+        "evaluating with random blocking of as many edges (ratio {random_ratio:.4})"
+    ));
+    let random = Pathways::Random(RandomBlocking::new(random_ratio, s.random_seed)?);
+    let eval_random = eval_with(
+        &video,
+        &random.describe(),
+        &EvalMode::Pathways(random),
+        &dirs.eval_random,
+    )?;
+
+    log(&format!(
+        "benchmarking full vs pruned prefill ({} runs)",
+        s.bench_runs
+    ));
+    let inputs = answer::prepare(&builder, &video.manifest.video, &subset[0])?;
+    let bench_report = bench(
+        &video,
+        &inputs,
+        &[BenchMode::Pruned(pathways)],
+        BenchSettings {
+            runs: s.bench_runs,
+            warmup: 1,
+        },
+        s.runtime.threads,
+        |_, _| {},
+    )?;
+
+    let summary = DemoSummary {
+        video_model: video.manifest.name.clone(),
+        image_model: image.as_ref().map(|p| p.manifest.name.clone()),
+        data: spec.to_string(),
+        per_task: s.per_task,
+        knockout_per_task: s.knockout_per_task,
+        pathways_edge_share: eval_pathways.overall.mean_edge_share,
+        random_edge_share: eval_random.overall.mean_edge_share,
+        eval_full,
+        eval_image,
+        eval_pathways,
+        eval_random,
+        random_ratio,
+        pathways_file: relative(&dirs.pathways, &s.out),
+        discovery: discovery.findings.clone(),
+        cross_frame_video: cross_frame_curve(&video_reports.summary_data),
+        cross_frame_image: image_reports
+            .as_ref()
+            .map(|r| cross_frame_curve(&r.summary_data))
+            .unwrap_or_default(),
+        bench: bench_report,
+    };
+    let json = s.out.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary)
+        .map_err(|e| Error::Input(format!("serialising the demo summary: {e}")))?;
+    std::fs::write(&json, text + "\n").map_err(|e| Error::io(&json, e))?;
+    let mut plots: Vec<PathBuf> = video_reports.plots.clone();
+    if let Some(r) = &image_reports {
+        plots.extend(r.plots.iter().cloned());
+    }
+    plots.extend(lens_files.into_iter());
+    let path = report::write_report(&s.out, &summary, &plots)?;
+    Ok((summary, path))
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn clone_dataset(d: &Dataset) -> Dataset {
+    Dataset {
+        samples: d.samples.clone(),
+        bad: d.bad.clone(),
+    }
+}
+
+/// The first `n` samples of every task, tasks in name order.
+fn first_per_task(samples: &[Sample], n: usize) -> Vec<Sample> {
+    let mut by_task: std::collections::BTreeMap<String, Vec<Sample>> = Default::default();
+    for smp in samples {
+        let v = by_task.entry(data::task_of(smp)).or_default();
+        if v.len() < n {
+            v.push(smp.clone());
+        }
+    }
+    by_task.into_values().flatten().collect()
+}
+
+/// Generates the held-out set, or checks that the folder holds the one these settings make.
+fn ensure_synth(dir: &Path, seed: u64, per_task: usize) -> Result<()> {
+    let manifest = dir.join("synth.json");
+    let cfg = SynthConfig {
+        seed,
+        per_task,
+        size: 64,
+        frames: 16,
+        fps: 8,
+        suite: Suite::Temporal,
+        tasks: None,
+        dump_frames: None,
+    };
+    if manifest.exists() {
+        let text = std::fs::read_to_string(&manifest).map_err(|e| Error::io(&manifest, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Data {
+            path: manifest.clone(),
+            msg: e.to_string(),
+        })?;
+        let c = &v["config"];
+        let same = c["seed"].as_u64() == Some(seed)
+            && c["per_task"].as_u64() == Some(per_task as u64)
+            && c["suite"].as_str() == Some("temporal");
+        if !same {
+            return Err(Error::Data {
+                path: manifest,
+                msg: format!(
+                    "holds a set made with other settings (config {c}); expected seed {seed}, \
+                     {per_task} per task, temporal suite: use another --out"
+                ),
+            });
+        }
+        return Ok(());
+    }
+    if dir.join("json").exists() {
+        return Err(Error::Data {
+            path: dir.to_path_buf(),
+            msg: "holds an incomplete synthetic set (no synth.json): delete it to regenerate"
+                .into(),
+        });
+    }
+    synth::generate(dir, &cfg, |_, _| {})?;
+    Ok(())
+}
+
+fn write_pathways(d: &Discovery, path: &Path, s: &DemoSettings) -> Result<()> {
+    let description = format!(
+        "vidflow demo: discovered from knockout/video, interval {}, threshold {}%, metric pred",
+        s.interval, s.threshold
+    );
+    std::fs::write(path, d.to_yaml("demo-discovered", &description)).map_err(|e| Error::io(path, e))
+}
+
+/// The random-blocking ratio that blocks, over the whole evaluation, as many edges as the
+/// pathway run did: random blocking draws only from edges at or after the first video token.
+fn matched_random_ratio(pathway_run: &Path, num_layers: usize, first_video: usize) -> Result<f64> {
+    let path = pathway_run.join(RECORDS_FILE);
+    let records = read_records(&path)?;
+    let (mut blocked, mut eligible) = (0u64, 0u64);
+    for r in records.iter().filter(|r| r.scored) {
+        let (Some(open), Some(total)) = (r.edges_open, r.edges_total) else {
+            continue;
+        };
+        let per_layer = total / num_layers as u64;
+        // total = L * S (S + 1) / 2.
+        let s = ((((8 * per_layer + 1) as f64).sqrt() - 1.0) / 2.0).round() as usize;
+        if (s * (s + 1) / 2) as u64 != per_layer {
+            return Err(Error::Data {
+                path: path.clone(),
+                msg: format!(
+                    "{}: edges_total {total} is not {num_layers} causal masks",
+                    r.id
+                ),
+            });
+        }
+        blocked += total - open;
+        eligible += num_layers as u64 * RandomBlocking::eligible_edges(s, first_video) as u64;
+    }
+    if eligible == 0 {
+        return Err(Error::Data {
+            path,
+            msg: "no scored sample with edge counts".into(),
+        });
+    }
+    Ok((blocked as f64 / eligible as f64).min(1.0))
+}
+
+fn cross_frame_curve(summary: &KnockoutSummary) -> Vec<LayerChange> {
+    summary
+        .rows
+        .iter()
+        .filter(|r| r.task == crate::report::ALL_TASKS && r.target == "cross-frame")
+        .map(|r| LayerChange {
+            layer: r.layer + 1,
+            samples: r.truth.n,
+            mean_pct_change_true: r.truth.mean,
+        })
+        .collect()
+}
+
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,137 @@
+//! `vidflow demo`, shortened to a few samples: every step runs and writes what the report claims,
+//! the counts agree with the settings (known edge and record counts), a rerun resumes, and a
+//! folder made with other settings is refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::tiny_dir;
+use serde_json::Value;
+
+fn demo(out: &Path, extra: &[&str]) -> Output {
+    let tiny = tiny_dir();
+    Command::new(env!("CARGO_BIN_EXE_vidflow"))
+        .arg("demo")
+        .arg("--model")
+        .arg(&tiny)
+        .arg("--image-model")
+        .arg(&tiny)
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--knockout-per-task",
+            "2",
+            "--knockout-all-samples",
+            "--bench-runs",
+            "2",
+        ])
+        .args(["--threads", "1", "--quiet"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn shortened_demo_runs_every_step_and_reports_what_it_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let stdout = ok(&demo(&out, &["--per-task", "3"]));
+    assert!(stdout.contains("report written to"), "{stdout}");
+
+    // The held-out set: 5 tasks x 3 samples, each evaluated once per mode.
+    let tasks: Vec<_> = std::fs::read_dir(out.join("data/json")).unwrap().collect();
+    assert_eq!(tasks.len(), 5);
+    for run in ["video-full", "image-full", "video-pathways", "video-random"] {
+        let records = lines(&out.join("eval").join(run).join("records.jsonl"));
+        assert_eq!(records.len(), 15, "{run}");
+        assert!(records.iter().all(|r| r["scored"] == true), "{run}");
+    }
+
+    // Knockout: the tiny package has 4 layers; the four reference targets are 11 flows (1
+    // cross-frame curve, 4 + 3 + 3 group flows), one record per flow and sweep layer for each of
+    // the 10 samples (the random-weight model is near chance, so every sample is knocked out).
+    // The image model's run keeps every sample too, one flow.
+    let samples = lines(&out.join("knockout/video/samples.jsonl"));
+    assert_eq!(samples.len(), 10, "2 samples of each of the 5 tasks");
+    assert!(samples.iter().all(|s| s["status"] == "used"));
+    let records = lines(&out.join("knockout/video/knockouts.jsonl"));
+    assert_eq!(records.len(), 10 * 11 * 4);
+    let image_records = lines(&out.join("knockout/image-cross-frame/knockouts.jsonl"));
+    assert_eq!(image_records.len(), 10 * 4);
+    assert!(image_records.iter().all(|r| r["flow"] == "cross-frame"));
+
+    // The pathway config is a valid one, and random blocking closed as many edges: the two edge
+    // shares come from independent edge counts (pruned plan vs drawn random masks).
+    let cfg = out.join("pathways.yaml");
+    vidflow::pathway::Pathways::parse(cfg.to_str().unwrap()).expect("a valid pathway config");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let kept = summary["pathways_edge_share"].as_f64().unwrap();
+    let random = summary["random_edge_share"].as_f64().unwrap();
+    assert!(kept < 1.0, "the discovered pathways block some edges");
+    assert!(
+        (kept - random).abs() < 0.01,
+        "pathways {kept} vs random {random}"
+    );
+    assert_eq!(summary["bench"]["modes"].as_array().unwrap().len(), 2);
+
+    // The report shows the table with the measured accuracy, and every embedded plot exists.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let acc = summary["eval_full"]["overall"]["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(report.contains(&format!("| full attention | {:.1}% |", 100.0 * acc)));
+    let plots: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("![").and_then(|l| l.split("](").nth(1)))
+        .map(|l| l.trim_end_matches(')'))
+        .collect();
+    assert!(
+        plots.len() >= 9,
+        "knockout, image contrast and lens plots: {plots:?}"
+    );
+    for p in &plots {
+        assert!(out.join(p).is_file(), "{p}");
+    }
+
+    // A rerun resumes from the folders: same numbers, nothing recomputed twice.
+    ok(&demo(&out, &["--per-task", "3"]));
+    assert_eq!(
+        lines(&out.join("knockout/video/knockouts.jsonl")).len(),
+        records.len()
+    );
+    assert_eq!(lines(&out.join("eval/video-full/records.jsonl")).len(), 15);
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(again["eval_pathways"], summary["eval_pathways"]);
+
+    // Other settings on the same folder: refused, naming the file.
+    let other = demo(&out, &["--per-task", "4"]);
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("synth.json") && err.contains("4 per task"),
+        "{err}"
+    );
+}
