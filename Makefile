@@ -1,18 +1,24 @@
 # The two commands of the README:
-#   make demo   installs everything, then runs vidflow's main job on the shipped package
+#   make demo   installs everything, then runs `vidflow demo` on the shipped toy models -> out/demo/report.md
 #   make test   installs everything, then runs the whole test suite (Rust and Python)
 # Both are idempotent; the second run only rebuilds what changed.
 
 PKG ?= tests/fixtures/tiny
+# Extra flags for `vidflow demo`, e.g. DEMO_ARGS="--per-task 20".
+DEMO_ARGS ?=
 VIDFLOW = target/release/vidflow
 
-.PHONY: setup demo analysis test test-rust test-python fixture lint
+.PHONY: setup demo answer-demo analysis test test-rust test-python fixture lint
 
 setup:
 	bash scripts/setup.sh
 
 demo: setup
-	bash scripts/demo.sh $(PKG)
+	bash scripts/demo.sh $(DEMO_ARGS)
+
+# The earlier demo: one answer about a generated test-pattern video with the shipped test package.
+answer-demo: setup
+	bash scripts/answer_demo.sh $(PKG)
 
 # Knockout, lens and attention-map plots for the shipped test package, into out/analysis.
 analysis: setup

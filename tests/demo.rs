@@ -4,20 +4,26 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::tiny_dir;
+use common::{repo_path, tiny_dir};
 use serde_json::Value;
 
-fn demo(out: &Path, extra: &[&str]) -> Output {
-    let tiny = tiny_dir();
+/// The packages a demo runs on: video model, image-stage model, decoder layers.
+struct Models {
+    video: PathBuf,
+    image: PathBuf,
+    layers: usize,
+}
+
+fn demo(models: &Models, out: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vidflow"))
         .arg("demo")
         .arg("--model")
-        .arg(&tiny)
+        .arg(&models.video)
         .arg("--image-model")
-        .arg(&tiny)
+        .arg(&models.image)
         .arg("--out")
         .arg(out)
         .args([
@@ -53,10 +59,28 @@ fn ok(out: &Output) -> String {
 }
 
 #[test]
-fn shortened_demo_runs_every_step_and_reports_what_it_measured() {
+fn shortened_demo_on_the_toy_models() {
+    check_shortened_demo(&Models {
+        video: repo_path("models/toy-video"),
+        image: repo_path("models/toy-image"),
+        layers: 8,
+    });
+}
+
+#[test]
+fn shortened_demo_on_the_random_weight_test_package() {
+    check_shortened_demo(&Models {
+        video: tiny_dir(),
+        image: tiny_dir(),
+        layers: 4,
+    });
+}
+
+fn check_shortened_demo(models: &Models) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let stdout = ok(&demo(&out, &["--per-task", "3"]));
+    let l = models.layers;
+    let stdout = ok(&demo(models, &out, &["--per-task", "3"]));
     assert!(stdout.contains("report written to"), "{stdout}");
 
     // The held-out set: 5 tasks x 3 samples, each evaluated once per mode.
@@ -68,17 +92,16 @@ fn shortened_demo_runs_every_step_and_reports_what_it_measured() {
         assert!(records.iter().all(|r| r["scored"] == true), "{run}");
     }
 
-    // Knockout: the tiny package has 4 layers; the four reference targets are 11 flows (1
-    // cross-frame curve, 4 + 3 + 3 group flows), one record per flow and sweep layer for each of
-    // the 10 samples (the random-weight model is near chance, so every sample is knocked out).
-    // The image model's run keeps every sample too, one flow.
+    // Knockout: the four reference targets are 11 flows (1 cross-frame curve, 4 + 3 + 3 group
+    // flows), one record per flow and sweep layer for each of the 10 samples (every sample is
+    // knocked out here). The image model's run keeps every sample too, one flow.
     let samples = lines(&out.join("knockout/video/samples.jsonl"));
     assert_eq!(samples.len(), 10, "2 samples of each of the 5 tasks");
     assert!(samples.iter().all(|s| s["status"] == "used"));
     let records = lines(&out.join("knockout/video/knockouts.jsonl"));
-    assert_eq!(records.len(), 10 * 11 * 4);
+    assert_eq!(records.len(), 10 * 11 * l);
     let image_records = lines(&out.join("knockout/image-cross-frame/knockouts.jsonl"));
-    assert_eq!(image_records.len(), 10 * 4);
+    assert_eq!(image_records.len(), 10 * l);
     assert!(image_records.iter().all(|r| r["flow"] == "cross-frame"));
 
     // The pathway config is a valid one, and random blocking closed as many edges: the two edge
@@ -116,7 +139,7 @@ fn shortened_demo_runs_every_step_and_reports_what_it_measured() {
     }
 
     // A rerun resumes from the folders: same numbers, nothing recomputed twice.
-    ok(&demo(&out, &["--per-task", "3"]));
+    ok(&demo(models, &out, &["--per-task", "3"]));
     assert_eq!(
         lines(&out.join("knockout/video/knockouts.jsonl")).len(),
         records.len()
@@ -127,7 +150,7 @@ fn shortened_demo_runs_every_step_and_reports_what_it_measured() {
     assert_eq!(again["eval_pathways"], summary["eval_pathways"]);
 
     // Other settings on the same folder: refused, naming the file.
-    let other = demo(&out, &["--per-task", "4"]);
+    let other = demo(models, &out, &["--per-task", "4"]);
     assert!(!other.status.success());
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(

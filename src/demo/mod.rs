@@ -374,7 +374,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     if let Some(r) = &image_reports {
         plots.extend(r.plots.iter().cloned());
     }
-    plots.extend(lens_files.into_iter());
+    plots.extend(lens_files);
     let path = report::write_report(&s.out, &summary, &plots)?;
     Ok((summary, path))
 }

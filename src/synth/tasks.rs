@@ -21,8 +21,9 @@
 //!   change are drawn from the same distribution, and the options name shapes, not colours, so a
 //!   single frame (static shapes, i.i.d. colours) has the same distribution for both answers.
 //!
-//! The image suite (`object_colour`, `object_shape`, `object_position`, `object_number`) is the
-//! opposite: stills whose answer any one frame shows, for the image stage of the toy model.
+//! The image suite is the opposite: stills whose answer any one frame shows, for the image stage of
+//! the toy model: the colour, shape and quadrant of a single object (`object_colour`,
+//! `object_shape`, `object_position`) and the number of objects, 1 to 4 (`object_number`).
 
 use image::RgbImage;
 
@@ -399,13 +400,11 @@ fn options_with(
 }
 
 fn object_colour(rng: &mut Rng, _class: usize, g: Geometry) -> Clip {
-    let n = rng.range(2, 3) as usize;
-    let objs = distinct_objects(rng, n, g, &whole_frame(g, n));
-    let target = objs[0];
+    let objs = distinct_objects(rng, 1, g, &whole_frame(g, 1));
     Clip {
         frames: render(g, |_| BACKGROUND, &objs, false),
-        question: format!("What colour is the {}?", target.shape.name()),
-        options: options_with(rng, target.colour, PALETTE.len(), 4, |c| {
+        question: "What colour is the object?".into(),
+        options: options_with(rng, objs[0].colour, PALETTE.len(), 4, |c| {
             colour_name(c).to_string()
         }),
         class: 0,
@@ -413,13 +412,11 @@ fn object_colour(rng: &mut Rng, _class: usize, g: Geometry) -> Clip {
 }
 
 fn object_shape(rng: &mut Rng, _class: usize, g: Geometry) -> Clip {
-    let n = rng.range(2, 3) as usize;
-    let objs = distinct_objects(rng, n, g, &whole_frame(g, n));
-    let target = objs[0];
+    let objs = distinct_objects(rng, 1, g, &whole_frame(g, 1));
     Clip {
         frames: render(g, |_| BACKGROUND, &objs, false),
-        question: format!("What shape is the {} object?", colour_name(target.colour)),
-        options: options_with(rng, target.shape.index(), SHAPES.len(), 4, |s| {
+        question: "What shape is the object?".into(),
+        options: options_with(rng, objs[0].shape.index(), SHAPES.len(), 4, |s| {
             SHAPES[s].name().to_string()
         }),
         class: 0,
@@ -434,24 +431,18 @@ pub const QUADRANTS: [&str; 4] = [
 ];
 
 fn object_position(rng: &mut Rng, class: usize, g: Geometry) -> Clip {
-    let n = rng.range(1, 2) as usize;
     let half = g.size / 2;
     let (qx, qy) = ((class % 2) as i64, (class / 2) as i64);
-    let mut regions = whole_frame(g, n);
-    regions[0] = [
+    let region = [
         qx * half + 2,
         qy * half + 2,
         qx * half + half - 2,
         qy * half + half - 2,
     ];
-    let objs = distinct_objects(rng, n, g, &regions);
+    let objs = distinct_objects(rng, 1, g, &[region]);
     Clip {
         frames: render(g, |_| BACKGROUND, &objs, false),
-        question: format!(
-            "Where is the {} {}?",
-            colour_name(objs[0].colour),
-            objs[0].shape.name()
-        ),
+        question: "Where is the object?".into(),
         options: QUADRANTS.iter().map(|s| s.to_string()).collect(),
         class,
     }

@@ -174,6 +174,18 @@ class PromptEncoder:
             raise ValueError("cannot find the end of every option")
         return newlines[1 : k + 1]
 
+    # Words of an option that carry no content (for the alignment loss).
+    _FUNCTION_WORDS = {"and", "to", "the", "it", "gets", "from", "in", "changes", "colour", "object"}
+
+    def content_words(self, option: str) -> list[int]:
+        """Token ids of the content words of an option as it appears in the prompt (after a
+        space): `Up and to the left.` -> [Up, left]; `From red to blue.` -> [red, blue]."""
+        out = []
+        for word in option.replace(".", " ").split():
+            if word.lower() not in self._FUNCTION_WORDS:
+                out.append(self.tok.encode(" " + word, add_special_tokens=False).ids[0])
+        return out[:4]
+
     def question_end(self, ids: list[int]) -> int:
         """Position of the last token of the question text (just before the options header)."""
         return len(ids) - 1 - ids[::-1].index(self.tok.token_to_id("Options")) - 2

@@ -14,6 +14,12 @@ import re
 def statement(question: str, answer: str) -> str:
     """A sentence stating `answer` to `question` (the question templates of `vidflow synth`)."""
     low = answer[0].lower() + answer[1:]
+    if question == "What colour is the object?":
+        return f"The object is {answer}."
+    if question == "What shape is the object?":
+        return f"The object is a {answer}."
+    if question == "Where is the object?":
+        return f"The object is {low}"
     m = re.fullmatch(r"What colour is the (\w+)\?", question)
     if m:
         return f"The {m.group(1)} is {answer}."

@@ -43,9 +43,10 @@ SETTINGS = {
              # Dataset seeds: training seed*10+1 (image) and seed*10+2 (video), held-out seed+1000.
              "heldout_seed_offset": 1000},
     "stages": {
-        "language": dict(_STAGE, steps=1200, batch=16, lr=3e-3),
-        "image": dict(_STAGE, steps=800, batch=16, lr=2e-3),
-        "video": dict(_STAGE, steps=1200, batch=16, lr=1e-3),
+        "language": dict(_STAGE, steps=1000, batch=16, lr=3e-3),
+        "vision": {"steps": 400, "batch": 128, "lr": 2e-3, "warmup": 50, "weight_decay": 0.01},
+        "image": dict(_STAGE, steps=600, batch=16, lr=2e-3),
+        "video": dict(_STAGE, steps=2000, batch=16, lr=2e-3, motion_probe=100.0),
     },
     "arch": ARCH,
 }
@@ -57,6 +58,36 @@ def set_determinism(seed: int, threads: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
+# Thumbnail blocks per cell side (the vision stage's and the motion probe's targets).
+THUMB_SUBS = 4
+
+
+def thumbnails(frames: np.ndarray, tokens_per_frame: int, subs: int | None = None) -> np.ndarray:
+    """What each video token's cell looks like: float32 [..., h*w, subs*subs*3], the cell of every
+    token (row-major grid, as the pooler emits them) averaged down to subs x subs RGB blocks in
+    [-0.5, 0.5]. The target of the vision stage and, differenced over frames, of the motion probe."""
+    subs = subs or THUMB_SUBS
+    lead = frames.shape[:-3]
+    hgt, wid = frames.shape[-3:-1]
+    g = int(round(tokens_per_frame ** 0.5))
+    ch, cw = hgt // g // subs, wid // g // subs
+    x = frames.reshape(-1, g, subs, ch, g, subs, cw, 3).astype(np.float32).mean((3, 6)) / 255.0 - 0.5
+    x = x.transpose(0, 1, 3, 2, 4, 5).reshape(*lead, g * g, subs * subs * 3)
+    return np.ascontiguousarray(x)
+
+
+def motion_targets(frames: np.ndarray, tokens_per_frame: int) -> np.ndarray:
+    """What changed in each token's cell since the previous sampled frame, from the pixels:
+    float32 [N, F, h*w, 3*subs^2], the signed difference of the cell thumbnails (0 for the first
+    frame). Only attention to the previous frame can tell it: the probe trains the cross-frame
+    pathway."""
+    out = np.zeros((*frames.shape[:2], tokens_per_frame, 3 * THUMB_SUBS**2), np.float32)
+    for i in range(0, len(frames), 256):
+        t = thumbnails(frames[i : i + 256], tokens_per_frame)
+        out[i : i + 256, 1:] = t[:, 1:] - t[:, :-1]
+    return out
+
+
 class Examples:
     """One split: token ids (prompt, then the full answer; padded right), the last prompt position,
     the answer label, text-loss targets, and the frames of every sample."""
@@ -66,7 +97,7 @@ class Examples:
         """`text_only`: stage-0 samples, a sentence stating the answer in place of the video."""
         self.task_names = list(tasks)
         ids, task_of, frames, labels, answers, last, video_end, opt_ends = [], [], [], [], [], [], [], []
-        q_ends, concept_ids = [], []
+        q_ends, concept_ids, words = [], [], []
         self.num_concepts = max(1, len(concepts or {}))
         for ti, (name, t) in enumerate(tasks.items()):
             if not text_only and t.frames.shape[1] != num_frames:
@@ -82,6 +113,8 @@ class Examples:
                 lab = enc.label_ids(q, c)
                 ends = enc.option_ends(prompt, len(c))
                 q_ends.append(enc.question_end(prompt))
+                w = enc.content_words(c[a])
+                words.append(w + [-1] * (4 - len(w)))
                 concept_ids.append((concepts or {}).get((name, c[a]), -100))
                 opt_ends.append(ends + [-1] * (8 - len(ends)))
                 ids.append(prompt + enc.continuation(c, a))
@@ -105,11 +138,14 @@ class Examples:
         self.opt_ends = np.array(opt_ends, dtype=np.int64)
         self.q_ends = np.array(q_ends, dtype=np.int64)
         self.concepts = np.array(concept_ids, dtype=np.int64)
+        self.words = np.array(words, dtype=np.int64)
         self.labels = np.array(labels, dtype=np.int64)
         self.answers = np.array(answers, dtype=np.int64)
         self.targets = self.labels[np.arange(len(ids)), self.answers]
         self.task_of = np.array(task_of)
         self.frames = np.concatenate(frames) if frames else None
+        self.video_start = enc.content_start() + 1 if not text_only else 0
+        self.motion = None if self.frames is None or num_frames < 2 else motion_targets(self.frames, enc.hw)
         # Tokens shared by every prompt (bos, system text, user prefix), computed once per batch.
         self.prefix_len = enc.content_start()
         if (self.ids[:, : self.prefix_len] != self.ids[:1, : self.prefix_len]).any():
@@ -126,7 +162,9 @@ class Examples:
                 torch.from_numpy(self.targets[idx]),
                 torch.from_numpy(self.lm_targets[idx, :n]), torch.from_numpy(self.opt_ends[idx]),
                 torch.from_numpy(self.answers[idx]), torch.from_numpy(self.q_ends[idx]),
-                torch.from_numpy(self.concepts[idx]))
+                torch.from_numpy(self.concepts[idx]),
+                None if self.motion is None else torch.from_numpy(self.motion[idx]),
+                torch.from_numpy(self.words[idx]))
 
 
 def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, states: bool = False):
@@ -159,14 +197,19 @@ def forward(model, input_ids, pixel_values_videos, prefix_len: int = 0, states: 
     return final, [torch.cat([h.expand(b, -1, -1), t_], dim=1) for h, t_ in zip(head.hidden_states, tail.hidden_states)]
 
 
-def _splice_video(model, input_ids, embeds, pixel_values_videos):
-    inner = model.model
+def _video_features(model, pixel_values_videos):
+    """[B, F*h*w, D]: the model's own video path (encoder per frame, pooler, projector)."""
     cfg = model.config
-    feats = inner.get_video_features(
+    return model.model.get_video_features(
         pixel_values_videos=pixel_values_videos,
         vision_feature_layer=cfg.vision_feature_layer,
         vision_feature_select_strategy=cfg.vision_feature_select_strategy,
     ).pooler_output
+
+
+def _splice_video(model, input_ids, embeds, pixel_values_videos):
+    feats = _video_features(model, pixel_values_videos)
+    cfg = model.config
     mask = (input_ids == cfg.video_token_index).unsqueeze(-1).expand_as(embeds)
     return embeds.masked_scatter(mask, feats.to(embeds.dtype))
 
@@ -196,15 +239,17 @@ class Probes(torch.nn.Module):
         g = torch.Generator().manual_seed(seed + 7)
         self.concept_layer = layers // 2 - 1
         self.match_layer = layers // 2 + 1
+        self.motion_layer = 1
         self.concept = torch.nn.Linear(hidden, concepts)
+        self.motion = torch.nn.Linear(hidden, 3 * THUMB_SUBS**2)
         self.match = torch.nn.Linear(hidden, 1)
         self.label = torch.nn.Linear(hidden, 8)
         with torch.no_grad():
-            for lin in (self.concept, self.match, self.label):
+            for lin in (self.concept, self.match, self.label, self.motion):
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * hidden**-0.5)
                 lin.bias.zero_()
 
-    def loss(self, states, ends, answer, q_end, concept):
+    def loss(self, states, ends, answer, q_end, concept, motion=None, video_start=0, motion_weight=100.0):
         b, k = ends.shape
         # states[0] is the input of layer 0; states[i + 1] the output of layer i.
         mid = states[self.match_layer + 1]
@@ -216,8 +261,34 @@ class Probes(torch.nn.Module):
         match = torch.nn.functional.binary_cross_entropy_with_logits(self.match(h).squeeze(-1), is_answer)
         label = torch.nn.functional.cross_entropy(self.label(h), option)
         q = states[self.concept_layer + 1][torch.arange(b), q_end]
-        concept_loss = torch.nn.functional.cross_entropy(self.concept(q), concept, ignore_index=-100)
-        return match + label + concept_loss
+        concept_loss = (torch.nn.functional.cross_entropy(self.concept(q), concept, ignore_index=-100)
+                        if (concept >= 0).any() else q.sum() * 0.0)
+        total = match + label + concept_loss
+        if motion is not None:
+            # Each video token predicts what changed in its cell since the previous frame, which
+            # only attention to the previous frames can tell (the cross-frame pathway).
+            n = motion.shape[1] * motion.shape[2]
+            v = states[self.motion_layer + 1][:, video_start : video_start + n]
+            pred = self.motion(v / v.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt())
+            target = motion.reshape(b, n, -1)
+            total = total + motion_weight * torch.nn.functional.mse_loss(pred, target)
+        return total
+
+
+def align_loss(video_states, embedding, words):
+    """Alignment of video tokens with the words of the answer (what LLaVA's projector learns, and
+    what the logit lens finds on video tokens of trained VideoLLMs): read through the input
+    embedding matrix, some video token of the clip should be each content word of the correct
+    option (`Up`, `left`; `red`, `blue`; `bigger`; ...). Multiple-instance form: the
+    log-probability of a word is pooled over the clip's video tokens (log-mean-exp)."""
+    h = video_states / video_states.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+    logp = torch.log_softmax(h @ embedding.T / embedding.shape[1] ** 0.5, dim=-1)  # [B, N, V]
+    valid = words >= 0
+    if not valid.any():
+        return video_states.sum() * 0.0
+    picked = torch.gather(logp, 2, words.clamp(min=0).unsqueeze(1).expand(-1, logp.shape[1], -1))
+    pooled = torch.logsumexp(picked, dim=1) - math.log(logp.shape[1])  # [B, W]
+    return -(pooled[valid]).mean()
 
 
 def lr_at(step: int, steps: int, base: float, warmup: int, decay_from: float = 0.0) -> float:
@@ -259,10 +330,11 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
         if len(order) < cfg["batch"]:
             order = np.concatenate([order, rng.permutation(len(ex))])
         idx, order = order[: cfg["batch"]], order[cfg["batch"]:]
-        ids, last, pix, target, lm_target, ends, answer, q_end, concept = ex.batch(np.sort(idx))
+        ids, last, pix, target, lm_target, ends, answer, q_end, concept, motion, words = ex.batch(np.sort(idx))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"], cfg.get("decay_from", 0.0))
-        hidden, states = forward(model, ids, pix, ex.prefix_len, states=probes is not None)
+        hidden, states = forward(model, ids, pix, ex.prefix_len,
+                                 states=probes is not None or cfg.get("align", 0.0) > 0)
         logits = model.lm_head(hidden)
         loss = torch.nn.functional.cross_entropy(logits[torch.arange(len(last)), last], target)
         answer_losses.append(loss.item())
@@ -270,7 +342,13 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             text = torch.nn.functional.cross_entropy(logits.flatten(0, 1), lm_target.flatten(), ignore_index=-100)
             loss = loss + cfg["text_loss"] * text
         if probes:
-            loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept)
+            loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept,
+                                                     motion if cfg.get("motion_probe") else None,
+                                                     ex.video_start, cfg.get("motion_probe", 0.0))
+        if cfg.get("align", 0.0) > 0 and pix is not None:
+            n = (ids == model.config.video_token_index).sum(1)[0].item()
+            loss = loss + cfg["align"] * align_loss(states[cfg["align_layer"]][:, ex.video_start: ex.video_start + n],
+                                                    model.get_input_embeddings().weight, words)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -288,6 +366,86 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
             "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None,
             "final_answer_loss": round(float(np.mean(answer_losses[-50:])), 4) if losses else None}
+
+
+def vision_stage(model, frames: np.ndarray, cfg: dict, seed: int, log=print) -> dict:
+    """Pretraining of the vision side (tower, pooler, projector) on single frames: each video token
+    must let a linear head redraw its cell as a 4x4 thumbnail (`thumbnails`). The stand-in for the
+    published models' pretrained CLIP encoder: the decoder later finds colour, shape, position
+    and size of what is in each cell in its video tokens. No decoder pass: seconds."""
+    rng = np.random.default_rng(seed)
+    inner = model.model
+    hidden = model.config.text_config.hidden_size
+    hw = tokens_per_frame_of(model)
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(hidden, 3 * THUMB_SUBS**2 + hw)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * hidden**-0.5)
+        head.bias.zero_()
+    params = [p for m in (inner.vision_tower, inner.vision_resampler, inner.multi_modal_projector)
+              for p in m.parameters()]
+    opt = torch.optim.AdamW(params + list(head.parameters()), lr=cfg["lr"], betas=(0.9, 0.98),
+                            weight_decay=cfg["weight_decay"])
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(cfg["steps"]):
+        idx = np.sort(rng.choice(len(frames), cfg["batch"], replace=False))
+        f = frames[idx]
+        feats = _video_features(model, d.normalise(f[:, None])).reshape(len(idx), hw, hidden)
+        h = feats / feats.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+        target = torch.from_numpy(thumbnails(f, hw))
+        pred = head(h)
+        loss = 100.0 * torch.nn.functional.mse_loss(pred[..., :-hw], target)
+        # Where the cell is: each token must also name its place in the frame (CLIP patch
+        # features keep their position; without it no token could tell "where", nor find the
+        # same place in another frame).
+        where = torch.arange(hw).expand(len(idx), hw).reshape(-1)
+        loss = loss + torch.nn.functional.cross_entropy(pred[..., -hw:].reshape(-1, hw), where)
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            log(f"  vision step {step + 1}/{cfg['steps']}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f}s")
+    model.eval()
+    return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
+            "final_loss": round(float(np.mean(losses[-50:])), 4)}
+
+
+def tokens_per_frame_of(model) -> int:
+    v = model.config.vision_config
+    grid = v.image_size // v.patch_size // model.config.spatial_pool_stride
+    return grid * grid
+
+
+def align_stage(model, ex: "Examples", cfg: dict, seed: int, log=print) -> dict:
+    """The alignment step of the image stage: only the vision tower, pooler and projector learn,
+    so that the projected video tokens read (through the frozen input embeddings) as the words
+    of the answer (`align_loss` at the decoder's input). No decoder pass: a few seconds."""
+    rng = np.random.default_rng(seed)
+    inner = model.model
+    params = [p for m in (inner.vision_tower, inner.vision_resampler, inner.multi_modal_projector)
+              for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg["align_lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
+    embedding = inner.get_input_embeddings().weight.detach()
+    model.train()
+    t0, losses = time.time(), []
+    for step in range(cfg["align_steps"]):
+        idx = np.sort(rng.choice(len(ex), cfg["batch"], replace=False))
+        feats = _video_features(model, d.normalise(ex.frames[idx]))
+        loss = align_loss(feats, embedding, torch.from_numpy(ex.words[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0:
+            log(f"  align step {step + 1}/{cfg['align_steps']}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f}s")
+    model.eval()
+    return {"align_seconds": round(time.time() - t0, 1), "align_final_loss": round(float(np.mean(losses[-50:])), 4)}
 
 
 @torch.no_grad()
@@ -367,13 +525,18 @@ def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | N
             texts += [statement(q, c[a]) for q, c, a in zip(t.questions, t.candidates, t.answers)]
     tok = train_tokenizer(sorted(set(texts)), s["arch"])
     enc = PromptEncoder(tok, tokens_per_frame(s["arch"]))
+    # Concept ids (task, answer text) for the concept probe: which answer it is, read at the end
+    # of the question.
+    concepts = sorted({(n, c[a]) for tasks in (train_img, train_vid) for n, t in tasks.items()
+                       for c, a in zip(t.candidates, t.answers)})
+    concepts = {c: i for i, c in enumerate(concepts)}
     ex = {
-        "text_train": Examples({**train_img, **train_vid}, enc, 0, text_only=True),
-        "image_train": Examples(train_img, enc, 1),
-        "video_train": Examples(train_vid, enc, F),
-        "text_heldout": Examples({**held_img, **held_vid}, enc, 0, text_only=True),
-        "image_heldout": Examples(held_img, enc, 1),
-        "video_heldout": Examples(held_vid, enc, F),
+        "text_train": Examples({**train_img, **train_vid}, enc, 0, text_only=True, concepts=concepts),
+        "image_train": Examples(train_img, enc, 1, concepts=concepts),
+        "video_train": Examples(train_vid, enc, F, concepts=concepts),
+        "text_heldout": Examples({**held_img, **held_vid}, enc, 0, text_only=True, concepts=concepts),
+        "image_heldout": Examples(held_img, enc, 1, concepts=concepts),
+        "video_heldout": Examples(held_vid, enc, F, concepts=concepts),
     }
     record["tokens"] = {"vocab_size": tok.get_vocab_size(with_added_tokens=True),
                         "video_prompt_max": int(ex["video_train"].last.max() + 1),
@@ -400,6 +563,11 @@ def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | N
 
     run("language", "text", seed * 10 + 5)
     record["accuracy"]["after-language"] = accuracy(["text_heldout"])
+    log("stage vision")
+    frames = np.concatenate([ex["video_train"].frames.reshape(-1, *ex["video_train"].frames.shape[-3:]),
+                             ex["image_train"].frames.reshape(-1, *ex["image_train"].frames.shape[-3:])])
+    record["stages"]["vision"] = vision_stage(model, frames, s["stages"]["vision"], seed * 10 + 6, log)
+    del frames
     run("image", "image", seed * 10 + 3)
     record["accuracy"]["toy-image"] = accuracy(["image_heldout", "video_heldout"])
     log(f"toy-image {_brief(record['accuracy']['toy-image'])}")
