@@ -76,6 +76,8 @@ pub struct DemoSummary {
     pub data: String,
     pub per_task: usize,
     pub knockout_per_task: usize,
+    /// Whether the video model's sweep kept the samples it answers wrongly.
+    pub knockout_all_samples: bool,
     pub eval_full: Summary,
     pub eval_image: Option<Summary>,
     pub eval_pathways: Summary,
@@ -350,6 +352,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         data: spec.to_string(),
         per_task: s.per_task,
         knockout_per_task: s.knockout_per_task,
+        knockout_all_samples: s.all_samples,
         pathways_edge_share: eval_pathways.overall.mean_edge_share,
         random_edge_share: eval_random.overall.mean_edge_share,
         eval_full,

@@ -127,8 +127,13 @@ pub fn write_report(out: &Path, s: &DemoSummary, plots: &[PathBuf]) -> Result<Pa
     let _ = writeln!(
         w,
         "Mean %change of the true answer's probability when every frame is kept from attending \
-         to earlier frames in a window of layers around the given one (video model: samples it \
-         answers correctly; image-stage model: every sample, since it is near chance).\n"
+         to earlier frames in a window of layers around the given one (video model: {}; \
+         image-stage model: every sample, since it is near chance).\n",
+        if s.knockout_all_samples {
+            "every sample"
+        } else {
+            "the samples it answers correctly"
+        }
     );
     let _ = writeln!(
         w,

@@ -44,9 +44,9 @@ SETTINGS = {
              "heldout_seed_offset": 1000},
     "stages": {
         "language": dict(_STAGE, steps=1000, batch=16, lr=3e-3),
-        "vision": {"steps": 400, "batch": 128, "lr": 2e-3, "warmup": 50, "weight_decay": 0.01},
+        "vision": {"steps": 2000, "batch": 128, "lr": 2e-3, "warmup": 50, "weight_decay": 0.01},
         "image": dict(_STAGE, steps=600, batch=16, lr=2e-3),
-        "video": dict(_STAGE, steps=2000, batch=16, lr=2e-3, motion_probe=100.0),
+        "video": dict(_STAGE, steps=6000, batch=16, lr=2e-3, motion_probe=100.0),
     },
     "arch": ARCH,
 }
@@ -392,15 +392,19 @@ def vision_stage(model, frames: np.ndarray, cfg: dict, seed: int, log=print) -> 
         idx = np.sort(rng.choice(len(frames), cfg["batch"], replace=False))
         f = frames[idx]
         feats = _video_features(model, d.normalise(f[:, None])).reshape(len(idx), hw, hidden)
-        h = feats / feats.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
         target = torch.from_numpy(thumbnails(f, hw))
-        pred = head(h)
+        pred = head(feats)
         loss = 100.0 * torch.nn.functional.mse_loss(pred[..., :-hw], target)
         # Where the cell is: each token must also name its place in the frame (CLIP patch
         # features keep their position; without it no token could tell "where", nor find the
         # same place in another frame).
         where = torch.arange(hw).expand(len(idx), hw).reshape(-1)
         loss = loss + torch.nn.functional.cross_entropy(pred[..., -hw:].reshape(-1, hw), where)
+        # Video tokens at the scale of the word embeddings (RMS 1): a token far larger than what
+        # the decoder layers add to it could not be changed by them, so no layer could compare
+        # frames (a scale-free target let the RMS drift to about 50).
+        rms = feats.pow(2).mean(-1).add(1e-6).sqrt()
+        loss = loss + 10.0 * (rms - 1.0).pow(2).mean()
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"])
         opt.zero_grad(set_to_none=True)
