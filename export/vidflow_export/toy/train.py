@@ -1,14 +1,16 @@
-"""`toy-train`: data, the three training stages, held-out evaluation, export (docs/toy.md).
+"""`toy-train`: data, the four training stages, held-out evaluation, export (docs/toy.md).
 
 Stages (each continues from the previous weights):
 
 0. language: text-only multiple-choice questions (`text.py`), the language model the published
    VideoLLMs start from;
-1. image: single-frame questions from `vidflow synth --suite image` (colour, shape, position,
+1. vision: the vision tower, pooler and projector learn to describe each cell of a frame
+   (`vision_stage`), the stand-in for a pretrained CLIP;
+2. image: single-frame questions from `vidflow synth --suite image` (colour, shape, position,
    number of objects) -> the `toy-image` package;
-2. video: instruction tuning on the five temporal tasks of `vidflow synth` -> `toy-video`.
+3. video: instruction tuning on the five temporal tasks of `vidflow synth` -> `toy-video`.
 
-Every stage minimises the cross-entropy of the true option's label token at the last prompt
+Every stage but vision minimises the cross-entropy of the true option's label token at the last prompt
 position (after "Best option:("), plus a small next-token loss on the text after the video and
 the option probes (`Probes`). Everything is seeded; `torch.use_deterministic_algorithms` and a
 fixed thread count make a rerun reproduce the weights.
@@ -309,7 +311,7 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed)
               if cfg.get("probe", 0.0) > 0 else None)
     # `train: vision` (the published models' alignment stage): only the vision tower, pooler and
-    # projector learn; the language model is frozen.
+    # projector learn; the language model is frozen. (Unused by SETTINGS; kept for experiments.)
     inner = model.model
     if cfg.get("train", "all") == "vision":
         trained = [inner.vision_tower, inner.vision_resampler, inner.multi_modal_projector]
@@ -423,33 +425,6 @@ def tokens_per_frame_of(model) -> int:
     v = model.config.vision_config
     grid = v.image_size // v.patch_size // model.config.spatial_pool_stride
     return grid * grid
-
-
-def align_stage(model, ex: "Examples", cfg: dict, seed: int, log=print) -> dict:
-    """The alignment step of the image stage: only the vision tower, pooler and projector learn,
-    so that the projected video tokens read (through the frozen input embeddings) as the words
-    of the answer (`align_loss` at the decoder's input). No decoder pass: a few seconds."""
-    rng = np.random.default_rng(seed)
-    inner = model.model
-    params = [p for m in (inner.vision_tower, inner.vision_resampler, inner.multi_modal_projector)
-              for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg["align_lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
-    embedding = inner.get_input_embeddings().weight.detach()
-    model.train()
-    t0, losses = time.time(), []
-    for step in range(cfg["align_steps"]):
-        idx = np.sort(rng.choice(len(ex), cfg["batch"], replace=False))
-        feats = _video_features(model, d.normalise(ex.frames[idx]))
-        loss = align_loss(feats, embedding, torch.from_numpy(ex.words[idx]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0:
-            log(f"  align step {step + 1}/{cfg['align_steps']}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f}s")
-    model.eval()
-    return {"align_seconds": round(time.time() - t0, 1), "align_final_loss": round(float(np.mean(losses[-50:])), 4)}
 
 
 @torch.no_grad()
