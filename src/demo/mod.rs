@@ -408,15 +408,12 @@ fn first_per_task(samples: &[Sample], n: usize) -> Vec<Sample> {
 /// Generates the held-out set, or checks that the folder holds the one these settings make.
 fn ensure_synth(dir: &Path, seed: u64, per_task: usize) -> Result<()> {
     let manifest = dir.join("synth.json");
+    // The synth defaults (64x64, 16 frames at 8 fps) are what the toy models were trained on.
     let cfg = SynthConfig {
         seed,
         per_task,
-        size: 64,
-        frames: 16,
-        fps: 8,
         suite: Suite::Temporal,
-        tasks: None,
-        dump_frames: None,
+        ..SynthConfig::default()
     };
     if manifest.exists() {
         let text = std::fs::read_to_string(&manifest).map_err(|e| Error::io(&manifest, e))?;
