@@ -77,6 +77,53 @@ def test_training_step_runs_and_evaluates():
     assert torch.allclose(full, shared, atol=1e-5)
 
 
+def test_kept_attention_is_causal_and_changes_nothing():
+    """The look-up supervision reads layer 0's attention through a custom implementation: the
+    logits stay those of the stock one, and no query sees a later key."""
+    T.set_determinism(0, 1)
+    arch = copy.deepcopy(M.ARCH)
+    arch["text"].update(num_hidden_layers=2)
+    arch["vision"].update(num_hidden_layers=1)
+    tasks = _fake_tasks(2)
+    texts = []
+    for t in tasks.values():
+        texts += M.corpus(t.questions, t.candidates, t.answers)
+    tok = M.train_tokenizer(sorted(set(texts)), arch)
+    enc = M.PromptEncoder(tok, M.tokens_per_frame(arch))
+    model = M.build_model(tok, arch, 0).eval()
+    ex = T.Examples(tasks, enc, 2)
+    ids, last, pix, *_ = ex.batch(np.arange(3))
+    with torch.no_grad():
+        stock, _ = T.forward(model, ids, pix, ex.prefix_len)
+        impl = model.config.text_config._attn_implementation
+        T.keep_attention(model, 0)
+        kept, _ = T.forward(model, ids, pix, ex.prefix_len)
+        model.config.text_config._attn_implementation = impl
+    assert torch.allclose(stock, kept, atol=1e-5)
+    w = T._ATTENTION.pop("weights")
+    t = ids.shape[1]
+    assert w.shape == (3, arch["text"]["num_attention_heads"], t - ex.prefix_len, t)
+    later = torch.arange(t)[None, :] > torch.arange(ex.prefix_len, t)[:, None]
+    assert w[..., later].abs().max() == 0
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+
+
+def test_lookup_loss_by_hand():
+    """Two frames of two tokens from position 3: all weight on the same cell one frame back costs
+    nothing; weight spread evenly over the four video keys costs log 4."""
+    hw, frames, video_start, offset = 2, 3, 3, 0
+    t = video_start + frames * hw
+    exact = torch.zeros(1, 2, t, t)
+    for p in range(video_start + hw, t):
+        exact[0, 0, p, p - hw] = 1.0  # previous frame
+        exact[0, 1, p, video_start + (p - video_start) % hw] = 1.0  # first frame
+    loss = T.lookup_loss(exact, offset, video_start, frames, hw, [(0, "previous"), (1, "first")])
+    assert abs(loss.item()) < 1e-5
+    even = torch.full((1, 1, t, t), 0.25)
+    loss = T.lookup_loss(even, offset, video_start, frames, hw, [(0, "previous")])
+    assert abs(loss.item() - np.log(4)) < 1e-4
+
+
 def _record() -> dict:
     assert RECORD.exists(), "models/toy-train.json is missing (python -m vidflow_export toy-train --out models)"
     with open(RECORD) as f:
@@ -96,7 +143,28 @@ def test_thumbnails_follow_the_token_grid():
     np.testing.assert_allclose(t[0, 1, 6, 3], 255 / 255 - 0.5)
     m = T.motion_targets(f, 16)
     np.testing.assert_array_equal(m[0, 0], 0)
-    np.testing.assert_allclose(m[0, 1], t[0, 1] - t[0, 0], atol=1e-6)
+    np.testing.assert_allclose(m[0, 1, :, :48], t[0, 1] - t[0, 0], atol=1e-6)
+
+
+def test_change_features_by_hand():
+    """A 4x4 block moves 6 px down and to the right inside token 6's cell. By hand: it leaves
+    sub-block (0, 1) (3 channels of (255-32)/255 each) and lands on a quarter of each of four
+    sub-blocks, so the summed absolute thumbnail change is 2 x 3 x 0.8745 and the feature is a
+    quarter of that; the covered area is unchanged; the cell differs from the first frame by the
+    same amount; and of the four diagonals only down-right explains the new block, all 16 of its
+    pixels, a quarter of a quarter cell (64 px)."""
+    f = np.full((1, 2, 64, 64, 3), 32, np.uint8)
+    f[0, 0, 16:20, 36:40] = 255
+    f[0, 1, 22:26, 42:46] = 255
+    m = T.motion_targets(f, 16, extra=True)
+    assert m.shape == (1, 2, 16, 48 + T.CHANGE_FEATURES)
+    step = (255 - 32) / 255
+    changed = 2 * 3 * step / 4
+    expected = [changed, 0.0, changed, 0.0, 0.0, 0.0, 16 / 64]
+    assert T.SHIFTS[3] == (6, 6)
+    np.testing.assert_allclose(m[0, 1, 6, 48:], expected, atol=1e-5)
+    others = np.delete(m[0, 1, :, 48:], 6, axis=0)
+    np.testing.assert_array_equal(others, 0)
 
 
 def test_record_is_complete():

@@ -78,15 +78,57 @@ def thumbnails(frames: np.ndarray, tokens_per_frame: int, subs: int | None = Non
     return np.ascontiguousarray(x)
 
 
-def motion_targets(frames: np.ndarray, tokens_per_frame: int) -> np.ndarray:
+# Per-cell change features appended to the thumbnail difference by `motion_targets`.
+CHANGE_FEATURES = 7
+# Displacement between two sampled frames that the shift features test for (pixels, x and y):
+# the four diagonals at the speed of `vidflow synth`'s movers (3 px per source frame, every
+# second source frame sampled).
+SHIFTS = ((-6, -6), (6, -6), (-6, 6), (6, 6))
+
+
+def motion_targets(frames: np.ndarray, tokens_per_frame: int, extra: bool = False) -> np.ndarray:
     """What changed in each token's cell since the previous sampled frame, from the pixels:
-    float32 [N, F, h*w, 3*subs^2], the signed difference of the cell thumbnails (0 for the first
-    frame). Only attention to the previous frame can tell it: the probe trains the cross-frame
-    pathway."""
-    out = np.zeros((*frames.shape[:2], tokens_per_frame, 3 * THUMB_SUBS**2), np.float32)
-    for i in range(0, len(frames), 256):
-        t = thumbnails(frames[i : i + 256], tokens_per_frame)
-        out[i : i + 256, 1:] = t[:, 1:] - t[:, :-1]
+    float32 [N, F, h*w, 3*subs^2 (+ CHANGE_FEATURES)], the signed difference of the cell
+    thumbnails (0 for the first frame). Only attention to earlier frames can tell it: the probe
+    trains the cross-frame pathway.
+
+    With `extra`, seven features of the change whose mean over the video tokens answers a
+    question (so one uniform read of the video suffices): how much of the cell changed
+    (`object_count`), the signed change of the area covered by objects (`action_antonym`), how
+    much the cell differs from the first frame (its history, `action_sequence`), and, for each
+    diagonal of `SHIFTS`, how much better the objects in the cell are explained by the previous
+    frame's objects shifted that way than unshifted (`moving_direction`; shifts wrap around, as
+    the movers do). Objects are the pixels far from the frame's median colour."""
+    n, f = frames.shape[:2]
+    width = 3 * THUMB_SUBS**2 + (CHANGE_FEATURES if extra else 0)
+    out = np.zeros((n, f, tokens_per_frame, width), np.float32)
+    g = int(round(tokens_per_frame ** 0.5))
+    hgt, wid = frames.shape[2:4]
+    ch, cw = hgt // g, wid // g
+    area = float(ch * cw) / 4.0
+
+    def per_cell(x):  # [B, F', H, W] -> [B, F', g*g], summed over each cell, in quarter cells
+        return x.reshape(*x.shape[:2], g, ch, g, cw).sum((3, 5)).reshape(*x.shape[:2], g * g) / area
+
+    for i in range(0, n, 256):
+        chunk = frames[i : i + 256]
+        t = thumbnails(chunk, tokens_per_frame)
+        k = t.shape[-1]
+        out[i : i + 256, 1:, :, :k] = t[:, 1:] - t[:, :-1]
+        if not extra:
+            continue
+        x = chunk.astype(np.int16)
+        bg = np.median(x.reshape(*x.shape[:2], -1, 3), axis=2).astype(np.int16)
+        mask = (np.abs(x - bg[:, :, None, None, :]).max(-1) > 40).astype(np.float32)  # [B, F, H, W]
+        now, before = mask[:, 1:], mask[:, :-1]
+        dst = out[i : i + 256, 1:]
+        dst[..., k] = np.abs(t[:, 1:] - t[:, :-1]).sum(-1) / 4.0
+        dst[..., k + 1] = per_cell(now - before)
+        dst[..., k + 2] = np.abs(t[:, 1:] - t[:, :1]).sum(-1) / 4.0
+        still = per_cell(now * before)
+        for j, (dx, dy) in enumerate(SHIFTS):
+            shifted = np.roll(before, (dy, dx), axis=(2, 3))
+            dst[..., k + 3 + j] = per_cell(now * shifted) - still
     return out
 
 
@@ -95,8 +137,9 @@ class Examples:
     the answer label, text-loss targets, and the frames of every sample."""
 
     def __init__(self, tasks: dict, enc: PromptEncoder, num_frames: int, text_only: bool = False,
-                 concepts: dict | None = None):
-        """`text_only`: stage-0 samples, a sentence stating the answer in place of the video."""
+                 concepts: dict | None = None, change_features: bool = False):
+        """`text_only`: stage-0 samples, a sentence stating the answer in place of the video.
+        `change_features`: the motion targets carry `CHANGE_FEATURES` more columns."""
         self.task_names = list(tasks)
         ids, task_of, frames, labels, answers, last, video_end, opt_ends = [], [], [], [], [], [], [], []
         q_ends, concept_ids, words = [], [], []
@@ -147,7 +190,7 @@ class Examples:
         self.task_of = np.array(task_of)
         self.frames = np.concatenate(frames) if frames else None
         self.video_start = enc.content_start() + 1 if not text_only else 0
-        self.motion = None if self.frames is None or num_frames < 2 else motion_targets(self.frames, enc.hw)
+        self.motion = None if self.frames is None or num_frames < 2 else motion_targets(self.frames, enc.hw, change_features)
         # Tokens shared by every prompt (bos, system text, user prefix), computed once per batch.
         self.prefix_len = enc.content_start()
         if (self.ids[:, : self.prefix_len] != self.ids[:1, : self.prefix_len]).any():
@@ -236,14 +279,14 @@ class Probes(torch.nn.Module):
       that matched.
     """
 
-    def __init__(self, hidden: int, concepts: int, layers: int, seed: int):
+    def __init__(self, hidden: int, concepts: int, layers: int, seed: int, motion_width: int = 3 * THUMB_SUBS**2):
         super().__init__()
         g = torch.Generator().manual_seed(seed + 7)
         self.concept_layer = layers // 2 - 1
         self.match_layer = layers // 2 + 1
         self.motion_layer = 1
         self.concept = torch.nn.Linear(hidden, concepts)
-        self.motion = torch.nn.Linear(hidden, 3 * THUMB_SUBS**2)
+        self.motion = torch.nn.Linear(hidden, motion_width)
         self.match = torch.nn.Linear(hidden, 1)
         self.label = torch.nn.Linear(hidden, 8)
         with torch.no_grad():
@@ -277,6 +320,56 @@ class Probes(torch.nn.Module):
         return total
 
 
+# Attention weights of the supervised layer, kept by `_probe_attention` during the forward.
+_ATTENTION = {}
+
+
+def _probe_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Attention of the decoder: eager (weights kept) in the layer whose look-ups are supervised,
+    SDPA elsewhere. Registered as the attention implementation during the video stage only."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    if module.layer_idx != _ATTENTION.get("layer"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                      dropout=dropout, **kwargs)
+    out, weights = eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
+                                           dropout=dropout, **kwargs)
+    _ATTENTION["weights"] = weights
+    return out, weights
+
+
+def keep_attention(model, layer: int) -> None:
+    """From now on the decoder keeps the attention weights of `layer` in `_ATTENTION["weights"]`
+    at every forward (same outputs: eager attention there, with its additive causal mask; a
+    custom implementation name would otherwise get no mask at all). Undo by restoring
+    `model.config.text_config._attn_implementation`."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register("toy_probe", _probe_attention)
+    AttentionMaskInterface.register("toy_probe", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+    _ATTENTION["layer"] = layer
+    model.config.text_config._attn_implementation = "toy_probe"
+
+
+def lookup_loss(weights, offset: int, video_start: int, frames: int, hw: int, heads: list):
+    """Supervised cross-frame look-up: in the given heads, every video token of frame f >= 1
+    attends to the token of the same cell in the previous frame (`kind` "previous") or in the
+    first frame ("first"). `weights`: [B, H, Tq, Tk] of the queries from position `offset` on.
+    The training-only counterpart of the probes: it puts the cross-frame pathway where the
+    published models have it (early layers) instead of waiting for the answer loss to find it."""
+    n = frames * hw
+    pos = torch.arange(video_start + hw, video_start + n)
+    frame = (pos - video_start) // hw
+    losses = []
+    for h, kind in heads:
+        key = pos - hw if kind == "previous" else pos - frame * hw
+        p = weights[:, h, pos - offset, key]
+        losses.append(-(p + 1e-6).log().mean())
+    return torch.stack(losses).mean()
+
+
 def align_loss(video_states, embedding, words):
     """Alignment of video tokens with the words of the answer (what LLaVA's projector learns, and
     what the logit lens finds on video tokens of trained VideoLLMs): read through the input
@@ -308,7 +401,8 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     """AdamW on the cross-entropy of the true option's label token at the last position."""
     rng = np.random.default_rng(seed)
     tc = model.config.text_config
-    probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed)
+    motion_width = ex.motion.shape[-1] if ex.motion is not None else 3 * THUMB_SUBS**2
+    probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed, motion_width)
               if cfg.get("probe", 0.0) > 0 else None)
     # `train: vision` (the published models' alignment stage): only the vision tower, pooler and
     # projector learn; the language model is frozen. (Unused by SETTINGS; kept for experiments.)
@@ -324,10 +418,14 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             p.requires_grad_(True)
     params = [p for m in trained for p in m.parameters()] + (list(probes.parameters()) if probes else [])
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
+    lookup = cfg.get("lookup", 0.0) > 0 and ex.frames is not None and ex.frames.shape[1] > 1
+    attn_impl = model.config.text_config._attn_implementation
+    if lookup:
+        keep_attention(model, cfg["lookup_layer"])
     model.train()
     order = np.array([], dtype=np.int64)
     t0 = time.time()
-    losses, answer_losses = [], []
+    losses, answer_losses, lookup_losses = [], [], []
     for step in range(cfg["steps"]):
         if len(order) < cfg["batch"]:
             order = np.concatenate([order, rng.permutation(len(ex))])
@@ -336,7 +434,8 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"], cfg.get("decay_from", 0.0))
         hidden, states = forward(model, ids, pix, ex.prefix_len,
-                                 states=probes is not None or cfg.get("align", 0.0) > 0)
+                                 states=probes is not None or cfg.get("align", 0.0) > 0
+                                 or cfg.get("concept_words", 0.0) > 0)
         logits = model.lm_head(hidden)
         loss = torch.nn.functional.cross_entropy(logits[torch.arange(len(last)), last], target)
         answer_losses.append(loss.item())
@@ -347,10 +446,20 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept,
                                                      motion if cfg.get("motion_probe") else None,
                                                      ex.video_start, cfg.get("motion_probe", 0.0))
+        if cfg.get("concept_words", 0.0) > 0:
+            # The answer's content at the end of the question, in the words the options use.
+            q = states[cfg["concept_words_layer"]][torch.arange(len(last)), q_end].unsqueeze(1)
+            loss = loss + cfg["concept_words"] * align_loss(q, model.get_input_embeddings().weight, words)
         if cfg.get("align", 0.0) > 0 and pix is not None:
             n = (ids == model.config.video_token_index).sum(1)[0].item()
             loss = loss + cfg["align"] * align_loss(states[cfg["align_layer"]][:, ex.video_start: ex.video_start + n],
                                                     model.get_input_embeddings().weight, words)
+        if lookup:
+            hw = ex.motion.shape[2]
+            lk = lookup_loss(_ATTENTION.pop("weights"), ex.prefix_len, ex.video_start, ex.frames.shape[1], hw,
+                             cfg["lookup_heads"])
+            lookup_losses.append(lk.item())
+            loss = loss + cfg["lookup"] * lk
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -358,11 +467,15 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
         losses.append(loss.item())
         if (step + 1) % 50 == 0 or step == 0:
             log(f"  step {step + 1}/{cfg['steps']}  loss {np.mean(losses[-50:]):.4f}  "
-                f"answer {np.mean(answer_losses[-50:]):.4f}  {time.time() - t0:.0f}s")
+                f"answer {np.mean(answer_losses[-50:]):.4f}  "
+                + (f"lookup {np.mean(lookup_losses[-50:]):.4f}  " if lookup_losses else "")
+                + f"{time.time() - t0:.0f}s")
         if monitor is not None and (step + 1) % monitor[0] == 0:
             monitor[1](step + 1)
             model.train()
     model.eval()
+    model.config.text_config._attn_implementation = attn_impl
+    _ATTENTION.clear()
     for p in model.parameters():
         p.requires_grad_(True)
     return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
@@ -512,7 +625,8 @@ def toy_train(out: str, seed: int = 0, vidflow: str | None = None, work: str | N
     ex = {
         "text_train": Examples({**train_img, **train_vid}, enc, 0, text_only=True, concepts=concepts),
         "image_train": Examples(train_img, enc, 1, concepts=concepts),
-        "video_train": Examples(train_vid, enc, F, concepts=concepts),
+        "video_train": Examples(train_vid, enc, F, concepts=concepts,
+                                change_features=s["stages"]["video"].get("change_features", False)),
         "text_heldout": Examples({**held_img, **held_vid}, enc, 0, text_only=True, concepts=concepts),
         "image_heldout": Examples(held_img, enc, 1, concepts=concepts),
         "video_heldout": Examples(held_vid, enc, F, concepts=concepts),
