@@ -43,10 +43,12 @@ def _fake_tasks(num_frames: int, n: int = 4) -> dict:
     return tasks
 
 
-def test_training_step_runs_and_evaluates():
-    T.set_determinism(0, 2)
+def _tiny(text_layers: int, threads: int):
+    """A small toy model, its prompt encoder and two-frame synth-like tasks (tokenizer trained on
+    their prompts and statements)."""
+    T.set_determinism(0, threads)
     arch = copy.deepcopy(M.ARCH)
-    arch["text"].update(num_hidden_layers=4)
+    arch["text"].update(num_hidden_layers=text_layers)
     arch["vision"].update(num_hidden_layers=1)
     tasks = _fake_tasks(2)
     texts = []
@@ -55,7 +57,11 @@ def test_training_step_runs_and_evaluates():
         texts += [statement(q, c[a]) for q, c, a in zip(t.questions, t.candidates, t.answers)]
     tok = M.train_tokenizer(sorted(set(texts)), arch)
     enc = M.PromptEncoder(tok, M.tokens_per_frame(arch))
-    model = M.build_model(tok, arch, 0)
+    return M.build_model(tok, arch, 0), enc, tasks, arch
+
+
+def test_training_step_runs_and_evaluates():
+    model, enc, tasks, arch = _tiny(text_layers=4, threads=2)
     before = [p.detach().clone() for p in model.parameters()]
     frames = tasks["moving_direction"].frames.reshape(-1, 64, 64, 3)
     v = T.vision_stage(model, frames, dict(T.SETTINGS["stages"]["vision"], steps=2, batch=4), 0,
@@ -80,17 +86,8 @@ def test_training_step_runs_and_evaluates():
 def test_kept_attention_is_causal_and_changes_nothing():
     """The look-up supervision reads layer 0's attention through a custom implementation: the
     logits stay those of the stock one, and no query sees a later key."""
-    T.set_determinism(0, 1)
-    arch = copy.deepcopy(M.ARCH)
-    arch["text"].update(num_hidden_layers=2)
-    arch["vision"].update(num_hidden_layers=1)
-    tasks = _fake_tasks(2)
-    texts = []
-    for t in tasks.values():
-        texts += M.corpus(t.questions, t.candidates, t.answers)
-    tok = M.train_tokenizer(sorted(set(texts)), arch)
-    enc = M.PromptEncoder(tok, M.tokens_per_frame(arch))
-    model = M.build_model(tok, arch, 0).eval()
+    model, enc, tasks, arch = _tiny(text_layers=2, threads=1)
+    model.eval()
     ex = T.Examples(tasks, enc, 2)
     ids, last, pix, *_ = ex.batch(np.arange(3))
     with torch.no_grad():
