@@ -92,12 +92,12 @@ def test_kept_attention_is_causal_and_changes_nothing():
     ids, last, pix, *_ = ex.batch(np.arange(3))
     with torch.no_grad():
         stock, _ = T.forward(model, ids, pix, ex.prefix_len)
-        impl = model.config.text_config._attn_implementation
-        T.keep_attention(model, 0)
+        impl = T.keep_attention(model, 0)
         kept, _ = T.forward(model, ids, pix, ex.prefix_len)
-        model.config.text_config._attn_implementation = impl
+        w = T._ATTENTION.pop("weights")
+        T.release_attention(model, impl)
+        assert model.config.text_config._attn_implementation == impl
     assert torch.allclose(stock, kept, atol=1e-5)
-    w = T._ATTENTION.pop("weights")
     t = ids.shape[1]
     assert w.shape == (3, arch["text"]["num_attention_heads"], t - ex.prefix_len, t)
     later = torch.arange(t)[None, :] > torch.arange(ex.prefix_len, t)[:, None]

@@ -114,7 +114,8 @@ def motion_targets(frames: np.ndarray, tokens_per_frame: int, extra: bool = Fals
         chunk = frames[i : i + 256]
         t = thumbnails(chunk, tokens_per_frame)
         k = t.shape[-1]
-        out[i : i + 256, 1:, :, :k] = t[:, 1:] - t[:, :-1]
+        step = t[:, 1:] - t[:, :-1]
+        out[i : i + 256, 1:, :, :k] = step
         if not extra:
             continue
         x = chunk.astype(np.int16)
@@ -122,7 +123,7 @@ def motion_targets(frames: np.ndarray, tokens_per_frame: int, extra: bool = Fals
         mask = (np.abs(x - bg[:, :, None, None, :]).max(-1) > 40).astype(np.float32)  # [B, F, H, W]
         now, before = mask[:, 1:], mask[:, :-1]
         dst = out[i : i + 256, 1:]
-        dst[..., k] = np.abs(t[:, 1:] - t[:, :-1]).sum(-1) / 4.0
+        dst[..., k] = np.abs(step).sum(-1) / 4.0
         dst[..., k + 1] = per_cell(now - before)
         dst[..., k + 2] = np.abs(t[:, 1:] - t[:, :1]).sum(-1) / 4.0
         still = per_cell(now * before)
@@ -339,18 +340,26 @@ def _probe_attention(module, query, key, value, attention_mask, scaling, dropout
     return out, weights
 
 
-def keep_attention(model, layer: int) -> None:
+def keep_attention(model, layer: int) -> str:
     """From now on the decoder keeps the attention weights of `layer` in `_ATTENTION["weights"]`
     at every forward (same outputs: eager attention there, with its additive causal mask; a
-    custom implementation name would otherwise get no mask at all). Undo by restoring
-    `model.config.text_config._attn_implementation`."""
+    custom implementation name would otherwise get no mask at all). Returns the implementation
+    it replaced, for `release_attention`."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     AttentionInterface.register("toy_probe", _probe_attention)
     AttentionMaskInterface.register("toy_probe", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
     _ATTENTION["layer"] = layer
+    previous = model.config.text_config._attn_implementation
     model.config.text_config._attn_implementation = "toy_probe"
+    return previous
+
+
+def release_attention(model, previous: str) -> None:
+    """Undoes `keep_attention`."""
+    model.config.text_config._attn_implementation = previous
+    _ATTENTION.clear()
 
 
 def lookup_loss(weights, offset: int, video_start: int, frames: int, hw: int, heads: list):
@@ -419,9 +428,7 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     params = [p for m in trained for p in m.parameters()] + (list(probes.parameters()) if probes else [])
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
     lookup = cfg.get("lookup", 0.0) > 0 and ex.frames is not None and ex.frames.shape[1] > 1
-    attn_impl = model.config.text_config._attn_implementation
-    if lookup:
-        keep_attention(model, cfg["lookup_layer"])
+    attn_impl = keep_attention(model, cfg["lookup_layer"]) if lookup else None
     model.train()
     order = np.array([], dtype=np.int64)
     t0 = time.time()
@@ -474,8 +481,8 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             monitor[1](step + 1)
             model.train()
     model.eval()
-    model.config.text_config._attn_implementation = attn_impl
-    _ATTENTION.clear()
+    if lookup:
+        release_attention(model, attn_impl)
     for p in model.parameters():
         p.requires_grad_(True)
     return {"seconds": round(time.time() - t0, 1), "steps": cfg["steps"],
