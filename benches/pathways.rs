@@ -96,6 +96,7 @@ fn layer_step(c: &mut Criterion) {
                 no_past.view(),
                 full_mask.view(),
                 false,
+                vidflow::mask::MaskedRows::Uniform,
             )
             .expect("layer")
         })
@@ -117,6 +118,7 @@ fn layer_step(c: &mut Criterion) {
                 no_past.view(),
                 mask.view(),
                 false,
+                vidflow::mask::MaskedRows::Uniform,
             )
             .expect("layer")
         })

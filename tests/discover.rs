@@ -62,6 +62,7 @@ fn write_run(dir: &Path) {
         window_style: WindowStyle::Center,
         layers: (0..LAYERS).collect(),
         all_samples: false,
+        masked_rows: Default::default(),
         flows: flows.clone(),
     };
     std::fs::write(dir.join("run.json"), serde_json::to_string(&run).unwrap()).unwrap();

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use ndarray::{s, Array2, Array3, Array4, ArrayView3, Axis, Ix2, Ix3, Ix4};
 use vidflow::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
-use vidflow::mask::EdgeMask;
+use vidflow::mask::{EdgeMask, MaskedRows};
 use vidflow::package::{Package, Projection};
 
 const TOL: f32 = 1e-4;
@@ -132,6 +132,7 @@ fn run_case(
             rotary: rot,
             past,
             mask: &mask_fn,
+            masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: true,
                 kv: true,

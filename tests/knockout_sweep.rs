@@ -22,6 +22,7 @@ use vidflow::knockout::{
     collect_flows, plan_knockouts, sweep_sample, Block, Execution, Flow, KnockoutRecord,
     NamedTarget, ResolvedFlow, SampleStatus, SweepSettings, WindowStyle,
 };
+use vidflow::mask::MaskedRows;
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
 
@@ -51,6 +52,7 @@ fn settings(style: WindowStyle, execution: Execution, all_samples: bool) -> Swee
         layers: (0..LAYERS).collect(),
         all_samples,
         execution,
+        masked_rows: MaskedRows::Uniform,
     }
 }
 
@@ -598,6 +600,67 @@ fn the_command_resumes_without_loss_or_repetition_and_reports() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("`window`"), "{err}");
+    let mut zero = args.to_vec();
+    zero.extend(["--masked-rows", "zero"]);
+    let o = run_cli(&cut, &zero);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`masked_rows`"), "{err}");
+}
+
+#[test]
+fn zero_policy_runs_the_same_optimised_and_naive_and_changes_only_empty_rows() {
+    // A flow that leaves the last row no key at all, and one that leaves it some.
+    let pkg = open_tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let samples = generated_samples(dir.path());
+    let inputs = prepared(&pkg, &samples);
+    let everything: Vec<String> = ["system", "video", "question", "template", "last"]
+        .map(String::from)
+        .to_vec();
+    let flows = vec![
+        Flow {
+            name: "all ↛ last".into(),
+            target: "custom".into(),
+            blocks: vec![Block {
+                sources: everything,
+                targets: vec!["last".into()],
+            }],
+        },
+        Flow {
+            name: "video ↛ last".into(),
+            target: "custom".into(),
+            blocks: vec![Block::new("video", "last")],
+        },
+    ];
+    let run = |execution, masked_rows| {
+        let mut s = settings(WindowStyle::Center, execution, true);
+        s.masked_rows = masked_rows;
+        sweep(&pkg, &samples[0], &inputs[0], &flows, &s).knockouts
+    };
+    let fast = run(Execution::Optimised { max_batch: 4 }, MaskedRows::Zero);
+    let slow = run(Execution::Naive, MaskedRows::Zero);
+    let uniform = run(Execution::Optimised { max_batch: 4 }, MaskedRows::Uniform);
+    assert_eq!(fast.len(), 2 * LAYERS);
+    for ((f, n), u) in fast.iter().zip(&slow).zip(&uniform) {
+        let what = format!("{} layer {}", f.flow, f.layer);
+        assert!(
+            rel_close(f.p_knock, n.p_knock, 1e-5),
+            "{what}: {} vs {}",
+            f.p_knock,
+            n.p_knock
+        );
+        let empty = f.flow == "all ↛ last";
+        // One empty row (the last) in each blocked layer.
+        let want_rows = if empty { f.window_layers.len() } else { 0 };
+        assert_eq!(f.rows_without_open_key, want_rows, "{what}");
+        let same = rel_close(f.p_knock, u.p_knock, 1e-6);
+        assert_eq!(
+            same, !empty,
+            "{what}: zero {} uniform {}",
+            f.p_knock, u.p_knock
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use super::sample::Sample;
 use super::scores::{score_options, OptionScores};
 use crate::engine::{self, ForwardSpec, Keep, Rotary};
 use crate::error::{Error, Result};
-use crate::mask::EdgeMask;
+use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::manifest::VideoSpec;
 use crate::package::{Package, Projection};
 use crate::prompt::{PromptBuilder, PromptLayout};
@@ -73,6 +73,7 @@ pub fn last_logits(
             rotary,
             past: None,
             mask: &mask_fn,
+            masked_rows: MaskedRows::Uniform,
             keep: Keep::default(),
         },
     )?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{self, ForwardSpec, Keep, Rotary};
 use crate::error::{Error, Result};
 use crate::knockout::ResolvedFlow;
-use crate::mask::EdgeMask;
+use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::Package;
 
 /// One layer's map: `frames[f][i][j]` is the attention (averaged over heads and query rows) that
@@ -95,6 +95,7 @@ pub fn attention_maps(
             rotary,
             past: None,
             mask: &mask_fn,
+            masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: false,
                 kv: false,

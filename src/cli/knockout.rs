@@ -10,6 +10,7 @@ use vidflow::knockout::{
     collect_flows, load_flows_file, parse_targets, run_knockout, Execution, FlowsFile, LayerRange,
     RunSettings, SweepSettings, WindowStyle,
 };
+use vidflow::mask::MaskedRows;
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
 use vidflow::report::write_knockout_reports;
@@ -58,6 +59,10 @@ pub struct Args {
     /// Also write each sample's exact model inputs here (for the PyTorch reference).
     #[arg(long)]
     dump_inputs: Option<PathBuf>,
+    /// What a row whose keys are all blocked attends to: uniform (over the whole row, as the
+    /// published reference) or zero (no attention output)
+    #[arg(long, default_value = "uniform")]
+    masked_rows: MaskedRows,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -107,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     max_batch: args.batch.max(1),
                 }
             },
+            masked_rows: args.masked_rows,
         },
         out_dir: args.out.clone(),
         workers: args.workers.max(1),

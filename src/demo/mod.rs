@@ -27,6 +27,7 @@ use crate::knockout::{
     collect_flows, run_knockout, Execution, NamedTarget, RunSettings, SweepSettings, WindowStyle,
 };
 use crate::lens::{run_lens, write_lens_reports, LensSettings};
+use crate::mask::MaskedRows;
 use crate::package::{Package, Projection};
 use crate::pathway::{Pathways, RandomBlocking};
 use crate::prompt::PromptBuilder;
@@ -223,6 +224,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         layers: (0..num_layers).collect(),
         all_samples,
         execution: Execution::Optimised { max_batch: 8 },
+        masked_rows: MaskedRows::Uniform,
     };
     log(&format!(
         "knockout sweep, all reference targets, window {}: {} samples",

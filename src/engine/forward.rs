@@ -6,6 +6,7 @@ use ndarray::{s, Array3, Array4, ArrayView3, ArrayView4};
 use super::inputs::Rotary;
 use super::layer::run_layer;
 use crate::error::{Error, Result};
+use crate::mask::MaskedRows;
 use crate::package::Package;
 
 /// Post-rotary keys and values of one layer, `[B,Hkv,P,Dh]` each.
@@ -39,6 +40,8 @@ pub struct ForwardSpec<'a> {
     /// Per layer (indexed by absolute layer), K/V of context rows not recomputed, batch B or 1.
     pub past: Option<&'a [LayerKv]>,
     pub mask: &'a MaskFn<'a>,
+    /// What rows with no open key attend to (design.md §3).
+    pub masked_rows: MaskedRows,
     pub keep: Keep,
 }
 
@@ -149,6 +152,7 @@ pub fn forward(pkg: &Package, spec: ForwardSpec<'_>) -> Result<ForwardOutput> {
             pv,
             mask.view(),
             with_attn,
+            spec.masked_rows,
         )?;
         if spec.keep.hidden {
             out.hidden_states.push(hidden);

@@ -1,8 +1,9 @@
 //! One decoder layer call in extend form (README.md, "Model package").
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Ix3, Ix4};
+use ndarray::{concatenate, s, Array3, Array4, ArrayView3, ArrayView4, Axis, Ix3, Ix4};
 
 use crate::error::{Error, Result};
+use crate::mask::{with_zero_sink, MaskedRows};
 use crate::package::names::*;
 use crate::package::{Input, Package};
 
@@ -17,6 +18,9 @@ pub struct LayerOutput {
 }
 
 /// Runs layer `l` over the computed rows, reading `past` K/V and the additive `mask [B,1,Q,P+Q]`.
+/// `masked_rows` says what a row whose keys are all blocked attends to; for `zero` a zero key
+/// and value are put in front of `past` where needed (see [`with_zero_sink`]), invisible in the
+/// outputs.
 #[allow(clippy::too_many_arguments)]
 pub fn run_layer(
     pkg: &Package,
@@ -28,6 +32,7 @@ pub fn run_layer(
     past_value: ArrayView4<'_, f32>,
     mask: ArrayView4<'_, f32>,
     with_attn: bool,
+    masked_rows: MaskedRows,
 ) -> Result<LayerOutput> {
     let (b, q, _) = hidden.dim();
     let p = past_key.shape()[2];
@@ -45,6 +50,22 @@ pub fn run_layer(
             past_value.shape()
         )));
     }
+    let sink = match masked_rows {
+        MaskedRows::Uniform => None,
+        MaskedRows::Zero => with_zero_sink(mask),
+    };
+    let sunk_past = sink.as_ref().map(|_| {
+        let (pb, h, _, d) = past_key.dim();
+        let zero = Array4::<f32>::zeros((pb, h, 1, d));
+        (
+            concatenate(Axis(2), &[zero.view(), past_key]).expect("same batch and heads"),
+            concatenate(Axis(2), &[zero.view(), past_value]).expect("same batch and heads"),
+        )
+    });
+    let (past_key, past_value, mask) = match (&sink, &sunk_past) {
+        (Some(m), Some((k, v))) => (k.view(), v.view(), m.view()),
+        _ => (past_key, past_value, mask),
+    };
     let graph = if with_attn {
         pkg.layer_attn(l)?
     } else {
@@ -89,6 +110,11 @@ pub fn run_layer(
         attn: it
             .next()
             .map(|a| a.into_dimensionality::<Ix4>().map_err(bad))
-            .transpose()?,
+            .transpose()?
+            .map(|a| match sink {
+                // The sink column is ours, not a position of the sequence.
+                Some(_) => a.slice(s![.., .., .., 1..]).to_owned(),
+                None => a,
+            }),
     })
 }

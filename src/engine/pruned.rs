@@ -9,7 +9,7 @@ use super::forward::{forward, ForwardSpec, Keep};
 use super::inputs::{project, Rotary};
 use super::layer::run_layer;
 use crate::error::{Error, Result};
-use crate::mask::{EdgeMask, BLOCKED};
+use crate::mask::{EdgeMask, MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
 use crate::pathway::MaskSchedule;
 use crate::plan::Plan;
@@ -139,6 +139,7 @@ pub fn run_plan(
             no_past.view(),
             mask.view(),
             false,
+            MaskedRows::Uniform,
         )?;
         hidden = step.hidden;
         have.clone_from(&lp.rows);
@@ -171,6 +172,7 @@ pub fn run_dense(
             rotary,
             past: None,
             mask: &mask_fn,
+            masked_rows: MaskedRows::Uniform,
             keep: Keep::default(),
         },
     )?;

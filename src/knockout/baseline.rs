@@ -6,7 +6,7 @@ use ndarray::{Array3, ArrayView1, Axis};
 use crate::answer::{embed, softmax, SampleInputs};
 use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
 use crate::error::{Error, Result};
-use crate::mask::EdgeMask;
+use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::{Package, Projection};
 
 /// What a knockout reads at the last position: the probabilities of the baseline's predicted
@@ -108,6 +108,7 @@ pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
             rotary: &rotary,
             past: None,
             mask: &mask_fn,
+            masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: true,
                 kv: true,

@@ -21,6 +21,7 @@ use super::sample_sweep::{failed_sample, sweep_sample, SweepSettings};
 use super::window::WindowStyle;
 use crate::answer::{prefetch_ordered, prepare, Sample, SampleInputs};
 use crate::error::{Error, Result};
+use crate::mask::MaskedRows;
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
 use crate::report::{read_jsonl, JsonlWriter, Progress};
@@ -38,6 +39,9 @@ pub struct RunManifest {
     pub window_style: WindowStyle,
     pub layers: Vec<usize>,
     pub all_samples: bool,
+    /// Absent in runs written before the policy existed: those used `uniform`.
+    #[serde(default)]
+    pub masked_rows: MaskedRows,
     pub flows: Vec<Flow>,
 }
 
@@ -51,6 +55,7 @@ impl RunManifest {
             ("window_style", self.window_style != other.window_style),
             ("layers", self.layers != other.layers),
             ("all_samples", self.all_samples != other.all_samples),
+            ("masked_rows", self.masked_rows != other.masked_rows),
             ("flows", self.flows != other.flows),
         ]
         .into_iter()
@@ -162,6 +167,7 @@ pub fn run_knockout(
         window_style: settings.sweep.style,
         layers: settings.sweep.layers.clone(),
         all_samples: settings.sweep.all_samples,
+        masked_rows: settings.sweep.masked_rows,
         flows: settings.flows.clone(),
     };
     let manifest_path = out.join(RUN_FILE);

@@ -11,6 +11,7 @@ use super::sweep::{plan_knockouts, run_knockouts, Execution, Knockout, SweepCost
 use super::window::WindowStyle;
 use crate::answer::{Sample, SampleInputs};
 use crate::error::Result;
+use crate::mask::MaskedRows;
 use crate::package::Package;
 
 /// How every sample of a run is swept.
@@ -24,6 +25,8 @@ pub struct SweepSettings {
     /// Also knock out samples the baseline answers wrongly.
     pub all_samples: bool,
     pub execution: Execution,
+    /// What rows left with no open key attend to (design.md §3).
+    pub masked_rows: MaskedRows,
 }
 
 impl SweepSettings {
@@ -119,6 +122,7 @@ pub fn sweep_sample(
         &resolved,
         &knockouts,
         settings.execution,
+        settings.masked_rows,
         progress,
     )?;
     let readouts = swept.readouts;

@@ -21,7 +21,7 @@ use super::resolve::ResolvedFlow;
 use super::window::{window_layers, WindowStyle};
 use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
 use crate::error::{Error, Result};
-use crate::mask::EdgeMask;
+use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::Package;
 
 /// One knockout: a flow blocked in the window of a sweep layer.
@@ -98,6 +98,7 @@ pub fn run_knockouts(
     flows: &[ResolvedFlow],
     knockouts: &[Knockout],
     execution: Execution,
+    masked_rows: MaskedRows,
     progress: &mut dyn FnMut(usize),
 ) -> Result<SweepOutput> {
     for k in knockouts {
@@ -114,7 +115,7 @@ pub fn run_knockouts(
         Execution::Naive => knockouts
             .iter()
             .map(|k| {
-                let r = run_naive(pkg, baseline, &flows[k.flow], &k.window);
+                let r = run_naive(pkg, baseline, &flows[k.flow], &k.window, masked_rows);
                 cost.forwards += 1;
                 cost.row_layers += baseline.seq_len() * pkg.manifest.num_layers;
                 progress(1);
@@ -127,6 +128,7 @@ pub fn run_knockouts(
             flows,
             knockouts,
             max_batch.max(1),
+            masked_rows,
             progress,
             &mut cost,
         )?,
@@ -139,6 +141,7 @@ fn run_naive(
     baseline: &Baseline,
     flow: &ResolvedFlow,
     window: &[usize],
+    masked_rows: MaskedRows,
 ) -> Result<Readout> {
     let s = baseline.seq_len();
     let causal = EdgeMask::full_causal(1, s);
@@ -160,6 +163,7 @@ fn run_naive(
             rotary: &baseline.rotary,
             past: None,
             mask: &mask_fn,
+            masked_rows,
             keep: Keep::default(),
         },
     )?;
@@ -183,12 +187,15 @@ fn prefix_kv(baseline: &Baseline, first: usize) -> Vec<LayerKv> {
         .collect()
 }
 
+// The sweep's state is passed whole rather than bundled for one caller.
+#[allow(clippy::too_many_arguments)]
 fn run_optimised(
     pkg: &Package,
     baseline: &Baseline,
     flows: &[ResolvedFlow],
     knockouts: &[Knockout],
     max_batch: usize,
+    masked_rows: MaskedRows,
     progress: &mut dyn FnMut(usize),
     cost: &mut SweepCost,
 ) -> Result<Vec<Readout>> {
@@ -213,7 +220,7 @@ fn run_optimised(
         let past = past_cache
             .entry(first)
             .or_insert_with(|| prefix_kv(baseline, first));
-        let suffix = Suffix::new(baseline, first);
+        let suffix = Suffix::new(baseline, first, masked_rows);
         for chunk in members.chunks(batch_size(suffix.rows.len(), max_batch)) {
             let batch: Vec<&Knockout> = chunk.iter().map(|&i| &knockouts[i]).collect();
             let readouts = suffix.run(pkg, baseline, flows, &batch, start, past)?;
@@ -237,10 +244,11 @@ struct Suffix {
     keys: Vec<usize>,
     rotary: Rotary,
     causal: EdgeMask,
+    masked_rows: MaskedRows,
 }
 
 impl Suffix {
-    fn new(baseline: &Baseline, first: usize) -> Suffix {
+    fn new(baseline: &Baseline, first: usize, masked_rows: MaskedRows) -> Suffix {
         let s = baseline.seq_len();
         let rows: Vec<usize> = (first..s).collect();
         let keys: Vec<usize> = (0..s).collect();
@@ -253,6 +261,7 @@ impl Suffix {
             rows,
             keys,
             causal,
+            masked_rows,
         }
     }
 
@@ -300,6 +309,7 @@ impl Suffix {
                 rotary: &self.rotary,
                 past: Some(past),
                 mask: &mask_fn,
+                masked_rows: self.masked_rows,
                 keep: Keep::default(),
             },
         )?;

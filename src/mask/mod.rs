@@ -2,13 +2,92 @@
 //! additive form for the layer graphs. Edges are addressed by original sequence positions, so
 //! the same code serves full prefills, extend calls over a suffix, and dropped-row plans.
 
-use ndarray::{Array3, Array4, Axis};
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{s, Array3, Array4, ArrayView4, Axis};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// The additive value of a blocked edge: float32's minimum finite value, as the published
 /// reference uses. A row whose keys are all blocked then softmaxes to a uniform row.
 pub const BLOCKED: f32 = f32::MIN;
+
+/// Additive values at or below this count as blocked when a mask is inspected (masks built
+/// here use [`BLOCKED`]; `-inf` from elsewhere counts too).
+const BLOCKED_BELOW: f32 = -1.0e30;
+
+/// What a query row whose keys are all blocked attends to (design.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskedRows {
+    /// Uniform over the whole row, future columns included: what the published reference's
+    /// minimum-value mask gives. The default, so results match the reference.
+    #[default]
+    Uniform,
+    /// Zero attention output: the row keeps only its residual (and MLP) update.
+    Zero,
+}
+
+impl MaskedRows {
+    pub fn name(self) -> &'static str {
+        match self {
+            MaskedRows::Uniform => "uniform",
+            MaskedRows::Zero => "zero",
+        }
+    }
+}
+
+impl fmt::Display for MaskedRows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for MaskedRows {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<MaskedRows> {
+        match s {
+            "uniform" => Ok(MaskedRows::Uniform),
+            "zero" => Ok(MaskedRows::Zero),
+            _ => Err(Error::Input(format!(
+                "unknown masked-rows policy {s:?}; expected uniform or zero"
+            ))),
+        }
+    }
+}
+
+/// For the `zero` policy: the mask with one extra key column in front, a "sink" whose key and
+/// value the caller sets to zero, open exactly for the rows that have no open key. Such a row
+/// then puts all its weight on a zero value (output exactly zero) and every other row is
+/// unchanged (the sink is blocked for it, and a blocked key adds nothing). `None` when no row
+/// is fully blocked, so the common case costs nothing.
+pub fn with_zero_sink(mask: ArrayView4<'_, f32>) -> Option<Array4<f32>> {
+    let (b, h, q, k) = mask.dim();
+    let empty = |bb: usize, hh: usize, r: usize| {
+        mask.slice(s![bb, hh, r, ..])
+            .iter()
+            .all(|&x| x <= BLOCKED_BELOW)
+    };
+    let mut any = false;
+    let mut out = Array4::<f32>::from_elem((b, h, q, k + 1), BLOCKED);
+    for bb in 0..b {
+        for hh in 0..h {
+            for r in 0..q {
+                if empty(bb, hh, r) {
+                    any = true;
+                    out[[bb, hh, r, 0]] = 0.0;
+                }
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    out.slice_mut(s![.., .., .., 1..]).assign(&mask);
+    Some(out)
+}
 
 /// Blocked edges of one layer for a batch: `blocked[b, q, k]` over query positions `queries[q]`
 /// and key positions `keys[k]`. Future keys (key position > query position) are always blocked.
@@ -144,6 +223,36 @@ impl EdgeMask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_sink_opens_only_for_rows_without_an_open_key() {
+        // Row 1 of entry 0 reads nothing; every other row keeps its mask.
+        let mut m = EdgeMask::full_causal(2, 3);
+        m.block(Some(0), &[0, 1], &[1]).unwrap();
+        let add = m.additive();
+        assert!(with_zero_sink(EdgeMask::full_causal(2, 3).additive().view()).is_none());
+        let sunk = with_zero_sink(add.view()).unwrap();
+        assert_eq!(sunk.shape(), [2, 1, 3, 4]);
+        for b in 0..2 {
+            for q in 0..3 {
+                let open_sink = b == 0 && q == 1;
+                assert_eq!(sunk[[b, 0, q, 0]], if open_sink { 0.0 } else { BLOCKED });
+                for k in 0..3 {
+                    assert_eq!(
+                        sunk[[b, 0, q, k + 1]],
+                        add[[b, 0, q, k]],
+                        "b={b} q={q} k={k}"
+                    );
+                }
+            }
+        }
+        assert_eq!("zero".parse::<MaskedRows>().unwrap(), MaskedRows::Zero);
+        let err = "none".parse::<MaskedRows>().unwrap_err().to_string();
+        assert!(
+            err.contains("\"none\"") && err.contains("uniform or zero"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn causal_mask_opens_s_times_s_plus_one_over_two_edges() {
