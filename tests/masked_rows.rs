@@ -7,8 +7,37 @@ mod common;
 
 use common::*;
 use ndarray::{s, Array2, Array3, Array4};
-use vidflow::engine;
+use vidflow::engine::{self, LayerOutput};
 use vidflow::mask::{MaskedRows, BLOCKED};
+use vidflow::package::Package;
+
+/// Layer `l` over rows `hidden [B,Q,D]` at `positions`, no past, with `policy`.
+fn layer(
+    pkg: &Package,
+    l: usize,
+    hidden: &Array3<f32>,
+    positions: &[i64],
+    mask: &Array4<f32>,
+    policy: MaskedRows,
+) -> LayerOutput {
+    let m = &pkg.manifest;
+    let pos = Array2::from_shape_vec((1, positions.len()), positions.to_vec()).unwrap();
+    let rot = engine::rotary(pkg, pos.view()).unwrap();
+    let no_past = Array4::<f32>::zeros((hidden.shape()[0], m.num_kv_heads, 0, m.head_dim));
+    engine::run_layer(
+        pkg,
+        l,
+        hidden.view(),
+        rot.cos.view(),
+        rot.sin.view(),
+        no_past.view(),
+        no_past.view(),
+        mask.view(),
+        true,
+        policy,
+    )
+    .unwrap()
+}
 
 #[test]
 fn a_row_without_open_keys_gets_zero_attention_output() {
@@ -16,29 +45,11 @@ fn a_row_without_open_keys_gets_zero_attention_output() {
     let m = &pkg.manifest;
     let d = m.hidden_size;
     let h = Array3::from_shape_fn((1, 1, d), |(_, _, j)| ((j * 7 % 11) as f32 - 5.0) / 4.0);
-    let no_past = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
-    let layer = |hidden: &Array3<f32>, positions: &[i64], mask: &Array4<f32>, policy| {
-        let pos = Array2::from_shape_vec((1, positions.len()), positions.to_vec()).unwrap();
-        let rot = engine::rotary(&pkg, pos.view()).unwrap();
-        engine::run_layer(
-            &pkg,
-            0,
-            hidden.view(),
-            rot.cos.view(),
-            rot.sin.view(),
-            no_past.view(),
-            no_past.view(),
-            mask.view(),
-            true,
-            policy,
-        )
-        .unwrap()
-    };
 
     // Row h at position 1 with its only key (itself) blocked.
     let alone = Array4::from_elem((1, 1, 1, 1), BLOCKED);
-    let zero = layer(&h, &[1], &alone, MaskedRows::Zero);
-    let uniform = layer(&h, &[1], &alone, MaskedRows::Uniform);
+    let zero = layer(&pkg, 0, &h, &[1], &alone, MaskedRows::Zero);
+    let uniform = layer(&pkg, 0, &h, &[1], &alone, MaskedRows::Uniform);
 
     // Reference: rows [0-vector, h]; row 1 reads only row 0, whose value is zero.
     let mut pair = Array3::<f32>::zeros((1, 2, d));
@@ -46,15 +57,10 @@ fn a_row_without_open_keys_gets_zero_attention_output() {
     let mut mask = Array4::<f32>::zeros((1, 1, 2, 2));
     mask[[0, 0, 0, 1]] = BLOCKED;
     mask[[0, 0, 1, 1]] = BLOCKED;
-    let reference = layer(&pair, &[0, 1], &mask, MaskedRows::Uniform);
+    let reference = layer(&pkg, 0, &pair, &[0, 1], &mask, MaskedRows::Uniform);
 
     let expected = reference.hidden.slice(s![.., 1.., ..]);
-    assert_close(
-        zero.hidden.view(),
-        expected,
-        1e-5,
-        "zero policy vs zero-value key",
-    );
+    assert_close(zero.hidden.view(), expected, 1e-5, "zero policy vs zero-value key");
     // The check can fail: the reference policy reads the row's own value instead.
     assert!(
         max_err(&uniform.hidden.view(), &expected) > 1e-3,
@@ -71,34 +77,16 @@ fn a_row_without_open_keys_gets_zero_attention_output() {
 #[test]
 fn rows_with_open_keys_are_unchanged_by_the_zero_policy() {
     let pkg = open_tiny();
-    let m = &pkg.manifest;
     let s = 5;
-    let hidden = Array3::from_shape_fn((2, s, m.hidden_size), |(b, i, j)| {
+    let hidden = Array3::from_shape_fn((2, s, pkg.manifest.hidden_size), |(b, i, j)| {
         (((b + 1) * (i * 13 + j * 5)) % 19) as f32 / 9.5 - 1.0
     });
-    let pos = Array2::from_shape_fn((1, s), |(_, i)| i as i64);
-    let rot = engine::rotary(&pkg, pos.view()).unwrap();
+    let positions: Vec<i64> = (0..s as i64).collect();
     // Entry 0: row 3 reads nothing. Entry 1: plain causal.
     let mut edges = vidflow::mask::EdgeMask::full_causal(2, s);
     edges.block(Some(0), &[0, 1, 2, 3], &[3]).unwrap();
     let mask = edges.additive();
-    let no_past = Array4::<f32>::zeros((2, m.num_kv_heads, 0, m.head_dim));
-    let run = |policy| {
-        engine::run_layer(
-            &pkg,
-            1,
-            hidden.view(),
-            rot.cos.view(),
-            rot.sin.view(),
-            no_past.view(),
-            no_past.view(),
-            mask.view(),
-            false,
-            policy,
-        )
-        .unwrap()
-        .hidden
-    };
+    let run = |policy| layer(&pkg, 1, &hidden, &positions, &mask, policy).hidden;
     let (zero, uniform) = (run(MaskedRows::Zero), run(MaskedRows::Uniform));
     for b in 0..2 {
         for r in 0..s {

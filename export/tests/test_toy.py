@@ -83,6 +83,28 @@ def test_training_step_runs_and_evaluates():
     assert torch.allclose(full, shared, atol=1e-5)
 
 
+def test_clip_probe_settings_train_and_map_concepts_to_tasks():
+    """`video_concept` reads the answer's content from the last frame's tokens, choosing among its
+    own task's answers only; `motion_features: change` narrows the motion probe to the change
+    features. A step with both runs, and each concept belongs to the task that uses it."""
+    model, enc, tasks, arch = _tiny(text_layers=4, threads=1)
+    concepts = sorted({(n, c[a]) for n, t in tasks.items() for c, a in zip(t.candidates, t.answers)})
+    concepts = {c: i for i, c in enumerate(concepts)}
+    ex = T.Examples(tasks, enc, 2, concepts=concepts, change_features=True)
+    names = list(tasks)
+    for (task, text), cid in concepts.items():
+        assert ex.concept_task[cid] == names.index(task), (task, text)
+    assert ex.motion.shape[-1] == 3 * T.THUMB_SUBS**2 + T.CHANGE_FEATURES
+    cfg = dict(T.SETTINGS["stages"]["video"], steps=2, batch=4, motion_features="change",
+               video_concept=1.0, video_concept_layer=1, lookup=1.0, lookup_layer=0,
+               lookup_heads=[[0, "previous"]])
+    before = [p.detach().clone() for p in model.parameters()]
+    r = T.train_stage(model, ex, cfg, 0, log=lambda *a: None)
+    assert np.isfinite(r["final_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert model.config.text_config._attn_implementation != "toy_probe"
+
+
 def test_kept_attention_is_causal_and_changes_nothing():
     """The look-up supervision reads layer 0's attention through a custom implementation: the
     logits stay those of the stock one, and no query sees a later key."""

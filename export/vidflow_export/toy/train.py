@@ -48,7 +48,13 @@ SETTINGS = {
         "language": dict(_STAGE, steps=1000, batch=16, lr=3e-3),
         "vision": {"steps": 2000, "batch": 128, "lr": 2e-3, "warmup": 50, "weight_decay": 0.01},
         "image": dict(_STAGE, steps=600, batch=16, lr=2e-3),
-        "video": dict(_STAGE, steps=6000, batch=16, lr=2e-3, motion_probe=100.0),
+        # Cross-frame perception is supervised where it must happen: look-ups in layer 0 (head 0
+        # to the previous frame, head 2 to the first), per-token change features after layer 1,
+        # and the answer's content in the last frame's tokens after layer 3 (docs/toy.md).
+        "video": dict(_STAGE, steps=8000, batch=16, lr=2e-3, motion_probe=10.0, change_features=True,
+                      motion_features="change", lookup=1.0, lookup_layer=0,
+                      lookup_heads=[[0, "previous"], [2, "first"]], video_concept=1.0,
+                      video_concept_layer=3),
     },
     "arch": ARCH,
 }
@@ -184,6 +190,11 @@ class Examples:
         self.opt_ends = np.array(opt_ends, dtype=np.int64)
         self.q_ends = np.array(q_ends, dtype=np.int64)
         self.concepts = np.array(concept_ids, dtype=np.int64)
+        # The task of each concept: a clip-level probe chooses among its own task's answers only.
+        self.concept_task = np.full(self.num_concepts, -1, dtype=np.int64)
+        for cid, ti in zip(concept_ids, task_of):
+            if cid >= 0:
+                self.concept_task[cid] = ti
         self.words = np.array(words, dtype=np.int64)
         self.labels = np.array(labels, dtype=np.int64)
         self.answers = np.array(answers, dtype=np.int64)
@@ -410,9 +421,25 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     """AdamW on the cross-entropy of the true option's label token at the last position."""
     rng = np.random.default_rng(seed)
     tc = model.config.text_config
-    motion_width = ex.motion.shape[-1] if ex.motion is not None else 3 * THUMB_SUBS**2
+    # `motion_features: change`: the motion probe predicts only the change features (see
+    # `motion_targets`), not the thumbnail difference they are computed from.
+    change_only = cfg.get("motion_features", "all") == "change"
+    if ex.motion is None:
+        motion_width = 3 * THUMB_SUBS**2
+    else:
+        motion_width = CHANGE_FEATURES if change_only else ex.motion.shape[-1]
     probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed, motion_width)
               if cfg.get("probe", 0.0) > 0 else None)
+    # `video_concept`: a clip-level probe reads the answer's content from the mean of the last
+    # frame's video tokens after layer `video_concept_layer` (they have seen every frame): the
+    # temporal perception, asked for where it must be done, before any question token.
+    clip = None
+    if cfg.get("video_concept", 0.0) > 0:
+        g = torch.Generator().manual_seed(seed + 11)
+        clip = torch.nn.Linear(tc.hidden_size, ex.num_concepts)
+        with torch.no_grad():
+            clip.weight.copy_(torch.randn(clip.weight.shape, generator=g) * tc.hidden_size**-0.5)
+            clip.bias.zero_()
     # `train: vision` (the published models' alignment stage): only the vision tower, pooler and
     # projector learn; the language model is frozen. (Unused by SETTINGS; kept for experiments.)
     inner = model.model
@@ -426,6 +453,7 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
         for p in m.parameters():
             p.requires_grad_(True)
     params = [p for m in trained for p in m.parameters()] + (list(probes.parameters()) if probes else [])
+    params += list(clip.parameters()) if clip is not None else []
     opt = torch.optim.AdamW(params, lr=cfg["lr"], betas=(0.9, 0.98), weight_decay=cfg["weight_decay"])
     lookup = cfg.get("lookup", 0.0) > 0 and ex.frames is not None and ex.frames.shape[1] > 1
     attn_impl = keep_attention(model, cfg["lookup_layer"]) if lookup else None
@@ -436,13 +464,15 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     for step in range(cfg["steps"]):
         if len(order) < cfg["batch"]:
             order = np.concatenate([order, rng.permutation(len(ex))])
-        idx, order = order[: cfg["batch"]], order[cfg["batch"]:]
-        ids, last, pix, target, lm_target, ends, answer, q_end, concept, motion, words = ex.batch(np.sort(idx))
+        idx, order = np.sort(order[: cfg["batch"]]), order[cfg["batch"]:]
+        ids, last, pix, target, lm_target, ends, answer, q_end, concept, motion, words = ex.batch(idx)
+        if change_only and motion is not None:
+            motion = motion[..., -CHANGE_FEATURES:]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg["steps"], cfg["lr"], cfg["warmup"], cfg.get("decay_from", 0.0))
         hidden, states = forward(model, ids, pix, ex.prefix_len,
                                  states=probes is not None or cfg.get("align", 0.0) > 0
-                                 or cfg.get("concept_words", 0.0) > 0)
+                                 or cfg.get("concept_words", 0.0) > 0 or clip is not None)
         logits = model.lm_head(hidden)
         loss = torch.nn.functional.cross_entropy(logits[torch.arange(len(last)), last], target)
         answer_losses.append(loss.item())
@@ -453,6 +483,15 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept,
                                                      motion if cfg.get("motion_probe") else None,
                                                      ex.video_start, cfg.get("motion_probe", 0.0))
+        if clip is not None and pix is not None:
+            hw = ex.motion.shape[2]
+            end = ex.video_start + ex.frames.shape[1] * hw
+            v = states[cfg["video_concept_layer"] + 1][:, end - hw: end].mean(1)
+            same = (torch.from_numpy(ex.concept_task)[None, :]
+                    == torch.from_numpy(ex.task_of[idx])[:, None])
+            logits_c = clip(v).masked_fill(~same, -1e9)
+            loss = loss + cfg["video_concept"] * torch.nn.functional.cross_entropy(logits_c, concept,
+                                                                                  ignore_index=-100)
         if cfg.get("concept_words", 0.0) > 0:
             # The answer's content at the end of the question, in the words the options use.
             q = states[cfg["concept_words_layer"]][torch.arange(len(last)), q_end].unsqueeze(1)
