@@ -118,6 +118,19 @@ fn check_shortened_demo(models: &Models) {
         "pathways {kept} vs random {random}"
     );
     assert_eq!(summary["bench"]["modes"].as_array().unwrap().len(), 2);
+    // Verification ran: the final config costs the worst task no more than the threshold (-5%),
+    // and what it reopened is open.
+    let verified = summary["discovery_verified_pct_change"]
+        .as_f64()
+        .expect("the demo verifies its discovery");
+    assert!(verified >= -5.0, "verified config costs {verified}%");
+    for f in summary["discovery"].as_array().unwrap() {
+        for i in f["intervals"].as_array().unwrap() {
+            if i["reopened"] == true {
+                assert_eq!(i["open"], true, "{f}");
+            }
+        }
+    }
 
     // The report shows the table with the measured accuracy, and every embedded plot exists.
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();

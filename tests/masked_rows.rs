@@ -60,7 +60,12 @@ fn a_row_without_open_keys_gets_zero_attention_output() {
     let reference = layer(&pkg, 0, &pair, &[0, 1], &mask, MaskedRows::Uniform);
 
     let expected = reference.hidden.slice(s![.., 1.., ..]);
-    assert_close(zero.hidden.view(), expected, 1e-5, "zero policy vs zero-value key");
+    assert_close(
+        zero.hidden.view(),
+        expected,
+        1e-5,
+        "zero policy vs zero-value key",
+    );
     // The check can fail: the reference policy reads the row's own value instead.
     assert!(
         max_err(&uniform.hidden.view(), &expected) > 1e-3,

@@ -38,6 +38,10 @@ pub struct Args {
     /// Discovery: layers per interval.
     #[arg(long, default_value_t = 2)]
     interval: usize,
+    /// Discovery: skip the verification that runs the whole config on the knocked-out samples
+    /// and reopens intervals while it costs more than the threshold (the published procedure)
+    #[arg(long)]
+    no_verify: bool,
     /// Discovery: intervals whose mean %change is below this stay open.
     #[arg(long, default_value_t = -5.0, allow_hyphen_values = true)]
     threshold: f64,
@@ -69,6 +73,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         all_samples: a.knockout_all_samples,
         interval: a.interval,
         threshold: a.threshold,
+        verify: !a.no_verify,
         random_seed: a.random_seed,
         bench_runs: a.bench_runs,
         workers: a.workers.max(1),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::answer::{self, Sample};
 use crate::bench::{bench, BenchMode, BenchReport, BenchSettings};
 use crate::data::{self, DataSpec, Dataset};
-use crate::discover::{discover, DiscoverSettings, Discovery, Metric};
+use crate::discover::{discover, verify, DiscoverSettings, Discovery, Metric};
 use crate::error::{Error, Result};
 use crate::eval::{self, read_records, EvalMode, EvalSettings, Summary, RECORDS_FILE};
 use crate::knockout::{
@@ -59,6 +59,9 @@ pub struct DemoSettings {
     /// Discovery: layers per interval and the %change threshold.
     pub interval: usize,
     pub threshold: f64,
+    /// Verify the discovery (`discover::verify`): the whole config run on the sweep's samples,
+    /// intervals reopened while it costs more than the threshold.
+    pub verify: bool,
     /// Seed of random blocking.
     pub random_seed: u64,
     /// Timed benchmark runs per mode.
@@ -90,6 +93,9 @@ pub struct DemoSummary {
     pub random_edge_share: f64,
     pub pathways_file: String,
     pub discovery: Vec<crate::discover::FlowFinding>,
+    /// The worst task's mean %change of the predicted answer's probability under the verified
+    /// config, on the knocked-out samples (None when not verified).
+    pub discovery_verified_pct_change: Option<f64>,
     /// Per sweep layer: mean %change of the true answer's probability when cross-frame attention
     /// is blocked, on the video model and on the image model.
     pub cross_frame_video: Vec<LayerChange>,
@@ -297,14 +303,29 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         "discovering the effective pathways (interval {}, threshold {}%)",
         s.interval, s.threshold
     ));
-    let discovery = discover(
-        &dirs.knockout_video,
-        DiscoverSettings {
-            interval: s.interval,
-            threshold: s.threshold,
-            metric: Metric::Pred,
-        },
-    )?;
+    let discover_settings = DiscoverSettings {
+        interval: s.interval,
+        threshold: s.threshold,
+        metric: Metric::Pred,
+    };
+    let mut discovery = discover(&dirs.knockout_video, discover_settings)?;
+    if s.verify {
+        log("verifying: the whole config on the knocked-out samples");
+        let inputs = subset
+            .iter()
+            .map(|smp| {
+                answer::prepare(&builder, &video.manifest.video, smp)
+                    .map(|inp| (data::task_of(smp), inp))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        verify(
+            &video,
+            &inputs,
+            s.all_samples,
+            &mut discovery,
+            discover_settings,
+        )?;
+    }
     write_pathways(&discovery, &dirs.pathways, s)?;
     let pathways = Pathways::parse(&dirs.pathways.display().to_string())?;
 
@@ -364,6 +385,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         random_ratio,
         pathways_file: relative(&dirs.pathways, &s.out),
         discovery: discovery.findings.clone(),
+        discovery_verified_pct_change: discovery.verified_pct_change,
         cross_frame_video: cross_frame_curve(&video_reports.summary_data),
         cross_frame_image: image_reports
             .as_ref()
@@ -451,8 +473,14 @@ fn ensure_synth(dir: &Path, seed: u64, per_task: usize) -> Result<()> {
 
 fn write_pathways(d: &Discovery, path: &Path, s: &DemoSettings) -> Result<()> {
     let description = format!(
-        "vidflow demo: discovered from knockout/video, interval {}, threshold {}%, metric pred",
-        s.interval, s.threshold
+        "vidflow demo: discovered from knockout/video, interval {}, threshold {}%, metric pred{}",
+        s.interval,
+        s.threshold,
+        if s.verify {
+            ", verified (the whole config on the knocked-out samples)"
+        } else {
+            ""
+        }
     );
     std::fs::write(path, d.to_yaml("demo-discovered", &description)).map_err(|e| Error::io(path, e))
 }

@@ -154,21 +154,36 @@ pub fn write_report(out: &Path, s: &DemoSummary, plots: &[PathBuf]) -> Result<Pa
     let _ = writeln!(
         w,
         "Flows whose knockout lowers the prediction's probability by more than the threshold \
-         stay open in those layers (`{}`):\n",
+         stay open in those layers; when verified, the whole config then runs on the same \
+         samples and, while it lowers that probability of some task by more than the threshold \
+         on average, the closed interval whose reopening recovers that worst task most is \
+         reopened (`{}`):\n",
         s.pathways_file
     );
-    for f in &s.discovery {
-        let open = f.open_ranges();
+    if let Some(v) = s.discovery_verified_pct_change {
         let _ = writeln!(
             w,
-            "- {}: {}",
-            f.flow,
-            if open.is_empty() {
-                "blocked in every layer".into()
-            } else {
-                format!("open in layers {open}")
-            }
+            "Worst task's mean change of the predicted answer's probability under the final \
+             config: {v:+.1}%.\n"
         );
+    }
+    for f in &s.discovery {
+        let open = f.open_ranges();
+        let mut line = if open.is_empty() {
+            "blocked in every layer".to_string()
+        } else {
+            format!("open in layers {open}")
+        };
+        let reopened: Vec<String> = f
+            .intervals
+            .iter()
+            .filter(|i| i.reopened)
+            .map(|i| format!("{}-{}", i.first, i.last))
+            .collect();
+        if !reopened.is_empty() {
+            line += &format!(" (reopened by verification: {})", reopened.join(", "));
+        }
+        let _ = writeln!(w, "- {}: {line}", f.flow);
     }
 
     let _ = writeln!(w, "\n## Prefill benchmark\n");

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::knockout::{Flow, KnockoutRecord, RunManifest, KNOCKOUTS_FILE, RUN_FILE};
 use crate::pathway::CROSS_FRAME;
 
+mod verify;
+pub use verify::verify;
+
 /// Which %change drives the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +54,10 @@ pub struct Interval {
     /// Mean over samples and sweep layers of the interval; None when no record falls in it.
     pub mean_pct_change: Option<f64>,
     pub open: bool,
+    /// Opened by [`verify`]: closed by the threshold, but the config with it closed cost more
+    /// than the threshold.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reopened: bool,
 }
 
 /// What discovery found for one flow.
@@ -112,6 +119,9 @@ pub struct Discovery {
     pub findings: Vec<FlowFinding>,
     /// Flows that are not a single group → group edge (cannot become a rule), with the reason.
     pub skipped: Vec<(String, String)>,
+    /// After [`verify`]: the worst task's mean %change of the measured probability under the
+    /// whole config.
+    pub verified_pct_change: Option<f64>,
 }
 
 /// The (source, target) rule a flow of the sweep stands for.
@@ -199,6 +209,7 @@ pub fn discover(dir: &Path, settings: DiscoverSettings) -> Result<Discovery> {
                     last: end,
                     mean_pct_change: mean,
                     open: mean.is_some_and(|m| m < settings.threshold),
+                    reopened: false,
                 }
             })
             .collect();
@@ -214,6 +225,7 @@ pub fn discover(dir: &Path, settings: DiscoverSettings) -> Result<Discovery> {
         num_layers: l,
         findings,
         skipped,
+        verified_pct_change: None,
     })
 }
 
