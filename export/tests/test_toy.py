@@ -67,8 +67,9 @@ def test_training_step_runs_and_evaluates():
     v = T.vision_stage(model, frames, dict(T.SETTINGS["stages"]["vision"], steps=2, batch=4), 0,
                        log=lambda *a: None)
     assert np.isfinite(v["final_loss"])
-    for ex in (T.Examples(tasks, enc, 0, text_only=True), T.Examples(tasks, enc, 2)):
-        cfg = dict(T.SETTINGS["stages"]["video"], steps=2, batch=4)
+    cfg = dict(T.SETTINGS["stages"]["video"], steps=2, batch=4)
+    video = T.Examples(tasks, enc, 2, change_features=cfg.get("change_features", False))
+    for ex in (T.Examples(tasks, enc, 0, text_only=True), video):
         r = T.train_stage(model, ex, cfg, 0, log=lambda *a: None)
         assert np.isfinite(r["final_loss"]) and np.isfinite(r["final_answer_loss"])
         acc = T.evaluate(model, ex)

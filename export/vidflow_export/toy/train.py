@@ -426,6 +426,9 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
     change_only = cfg.get("motion_features", "all") == "change"
     if ex.motion is None:
         motion_width = 3 * THUMB_SUBS**2
+    elif change_only and ex.motion.shape[-1] != 3 * THUMB_SUBS**2 + CHANGE_FEATURES:
+        raise ValueError("motion_features: change needs examples built with change_features=True "
+                         f"(motion targets have {ex.motion.shape[-1]} columns)")
     else:
         motion_width = CHANGE_FEATURES if change_only else ex.motion.shape[-1]
     probes = (Probes(tc.hidden_size, ex.num_concepts, tc.num_hidden_layers, seed, motion_width)
@@ -483,7 +486,7 @@ def train_stage(model, ex: Examples, cfg: dict, seed: int, log=print, monitor=No
             loss = loss + cfg["probe"] * probes.loss(states, ends, answer, q_end, concept,
                                                      motion if cfg.get("motion_probe") else None,
                                                      ex.video_start, cfg.get("motion_probe", 0.0))
-        if clip is not None and pix is not None:
+        if clip is not None and pix is not None and (concept >= 0).any():
             hw = ex.motion.shape[2]
             end = ex.video_start + ex.frames.shape[1] * hw
             v = states[cfg["video_concept_layer"] + 1][:, end - hw: end].mean(1)
