@@ -52,7 +52,7 @@ if [ ! -f "$OUT/clip.mp4" ]; then
   ffmpeg -y -loglevel error -f lavfi -i testsrc2=size=320x240:rate=8 -t 4 -c:v libx264 \
     -pix_fmt yuv420p "$OUT/clip.mp4"
 fi
-# The question and options of the README's latency benchmark (bench): 116 text tokens.
+# The question and options of the latency benchmark in docs/benchmarks.md (bench): 116 text tokens.
 cat >"$OUT/samples.json" <<'EOF'
 [
   {"id": "bench-0", "task": "bench", "video": "clip.mp4",

@@ -1,5 +1,5 @@
 //! vidflow: a runtime for Video LLMs exported to ONNX, for information-flow analysis and
-//! pathway-pruned VideoQA. The model package contract is in README.md ("Model package").
+//! pathway-pruned VideoQA. The model package contract is in docs/package.md.
 
 pub mod answer;
 pub mod attention;

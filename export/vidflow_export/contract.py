@@ -1,4 +1,4 @@
-"""The model-package contract (README.md, "Model package"): file names, graph I/O names, axes.
+"""The model-package contract (docs/package.md): file names, graph I/O names, axes.
 
 Mirrors `src/package/names.rs`; change both together.
 """

@@ -1,4 +1,4 @@
-"""`export`: HF LLaVA-NeXT-Video directory -> model package (README.md, "Model package")."""
+"""`export`: HF LLaVA-NeXT-Video directory -> model package (docs/package.md)."""
 
 import os
 import shutil

@@ -1,4 +1,4 @@
-"""`golden`: PyTorch reference outputs of a package's model for a few masks (README.md, "Model package").
+"""`golden`: PyTorch reference outputs of a package's model for a few masks (docs/package.md).
 
 The reference is the HF model itself (eager attention): its embedding and video features give the
 spliced input, each HF decoder layer's own forward runs under a per-layer 4D additive mask with the

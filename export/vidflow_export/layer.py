@@ -1,4 +1,4 @@
-"""The extend-form decoder layer (README.md, "Model package": decoder layer).
+"""The extend-form decoder layer (docs/package.md: decoder layer).
 
 Built from a HF Llama-family decoder layer's own submodules and weights (norms, q/k/v/o projections,
 MLP), but with the attention written out here so that the graph has exactly the contract's I/O:

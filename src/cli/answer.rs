@@ -39,7 +39,7 @@ pub struct Args {
     /// Frame rate of a frame folder (needed for a time window on a folder).
     #[arg(long)]
     fps: Option<f64>,
-    /// A JSON list of samples instead of one video (see README: sample lists).
+    /// A JSON list of samples instead of one video (see docs/commands.md: sample lists).
     #[arg(long)]
     samples: Option<PathBuf>,
     /// Threads decoding videos ahead of the engine (sample lists).

@@ -37,7 +37,7 @@ use crate::synth::{self, Suite, SynthConfig};
 
 pub use report::REPORT_FILE;
 
-/// Everything the demo needs; the defaults are the README's main command.
+/// Everything the demo needs; the defaults are `make demo`'s (docs/demo.md).
 #[derive(Debug, Clone)]
 pub struct DemoSettings {
     /// The video-tuned package (`models/toy-video`).

@@ -1,4 +1,4 @@
-//! One decoder layer call in extend form (README.md, "Model package").
+//! One decoder layer call in extend form (docs/package.md).
 
 use ndarray::{concatenate, s, Array3, Array4, ArrayView3, ArrayView4, Axis, Ix3, Ix4};
 
