@@ -1,6 +1,8 @@
 # The two commands of the README:
-#   make demo   installs everything, then runs `vidflow demo` on the shipped toy models -> out/demo/report.md
-#   make test   installs everything, then runs the whole test suite (Rust and Python)
+#   make demo   installs what the demo runs (no PyTorch), then `vidflow demo` on the shipped toy models
+#               -> out/demo/report.md
+#   make test   installs everything (the Python environment of export/ too), then runs the whole test
+#               suite (Rust and Python)
 # Both are idempotent; the second run only rebuilds what changed.
 
 PKG ?= tests/fixtures/tiny
@@ -8,20 +10,23 @@ PKG ?= tests/fixtures/tiny
 DEMO_ARGS ?=
 VIDFLOW = target/release/vidflow
 
-.PHONY: setup demo answer-demo analysis test test-rust test-python fixture lint
+.PHONY: setup setup-runtime demo answer-demo analysis test test-rust test-python fixture lint
 
 setup:
-	bash scripts/setup.sh
+	bash scripts/setup.sh all
 
-demo: setup
+setup-runtime:
+	bash scripts/setup.sh runtime
+
+demo: setup-runtime
 	bash scripts/demo.sh $(DEMO_ARGS)
 
 # The earlier demo: one answer about a generated test-pattern video with the shipped test package.
-answer-demo: setup
+answer-demo: setup-runtime
 	bash scripts/answer_demo.sh $(PKG)
 
 # Knockout, lens and attention-map plots for the shipped test package, into out/analysis.
-analysis: setup
+analysis: setup-runtime
 	bash scripts/analysis.sh
 
 test: setup test-rust test-python

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Installs everything vidflow needs on a fresh Debian machine (as root), idempotently:
-# Debian packages (FFmpeg dev libraries, clang, pkg-config), the Python environment for export/,
-# ONNX Runtime's shared library from the PyPI wheel into .ort/, and the release binary.
+# Installs what vidflow needs on a fresh Debian machine (as root), idempotently.
+#
+#   setup.sh runtime   what `make demo` runs: Debian's FFmpeg libraries (and clang, pkg-config for
+#                      building against them), ONNX Runtime's shared library unpacked from the
+#                      onnxruntime wheel into .ort/lib, and the release binary. No PyTorch.
+#   setup.sh all       the runtime, plus the Python environment of export/ (PyTorch, transformers,
+#                      ...) in .venv, which `make test` and the exporters need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+what=${1:-all}
+case "$what" in
+  runtime|all) ;;
+  *) echo "setup.sh: unknown part '$what' (expected: runtime or all)" >&2; exit 2 ;;
+esac
 
 ORT_VERSION=1.31.1
 APT_PKGS="libavformat-dev libavcodec-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config ffmpeg"
@@ -19,23 +29,34 @@ if [ "$need_apt" = 1 ]; then
   apt-get install -y -qq $APT_PKGS >/dev/null
 fi
 
+# ONNX Runtime's shared library, unpacked from the PyPI wheel (about 17 MB): no Python
+# environment is needed to run vidflow.
+if [ ! -f ".ort/lib/libonnxruntime.so.$ORT_VERSION" ]; then
+  echo "[setup] unpacking libonnxruntime $ORT_VERSION from the onnxruntime wheel into .ort/lib"
+  rm -rf .ort/wheel
+  python3 -m pip download -q --no-deps --only-binary=:all: -d .ort/wheel "onnxruntime==$ORT_VERSION"
+  python3 - "$ORT_VERSION" <<'PY'
+import glob, os, sys, zipfile
+version = sys.argv[1]
+wheel, = glob.glob(".ort/wheel/onnxruntime-*.whl")
+member = f"onnxruntime/capi/libonnxruntime.so.{version}"
+os.makedirs(".ort/lib", exist_ok=True)
+with zipfile.ZipFile(wheel) as z, open(f".ort/lib/libonnxruntime.so.{version}.part", "wb") as out:
+    out.write(z.read(member))
+os.replace(f".ort/lib/libonnxruntime.so.{version}.part", f".ort/lib/libonnxruntime.so.{version}")
+PY
+  ln -sf "libonnxruntime.so.$ORT_VERSION" .ort/lib/libonnxruntime.so
+  rm -rf .ort/wheel
+fi
+
 # Python environment for export/ and the PyTorch reference checks.
-if [ ! -f .venv/.ready ] || [ export/requirements.txt -nt .venv/.ready ]; then
+if [ "$what" = all ] && { [ ! -f .venv/.ready ] || [ export/requirements.txt -nt .venv/.ready ]; }; then
   echo "[setup] building the Python environment in .venv"
   [ -d .venv ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r export/requirements.txt
   .venv/bin/pip install -q -e export
   touch .venv/.ready
-fi
-
-# ONNX Runtime's shared library, taken from the PyPI wheel installed above.
-if [ ! -f ".ort/lib/libonnxruntime.so.$ORT_VERSION" ]; then
-  echo "[setup] copying libonnxruntime $ORT_VERSION into .ort/lib"
-  src=$(.venv/bin/python -c "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))")
-  mkdir -p .ort/lib
-  cp "$src/libonnxruntime.so.$ORT_VERSION" .ort/lib/
-  ln -sf "libonnxruntime.so.$ORT_VERSION" .ort/lib/libonnxruntime.so
 fi
 
 echo "[setup] building vidflow (release)"

@@ -218,7 +218,9 @@ def test_hf_full_forward_matches_golden_prefill(tiny_model, manifest, meta, gold
 
 
 def test_fixture_regenerates_identically(tiny_hf, tiny_pkg, meta, golden):
-    """The session's fresh build (seed 0) + export + golden equals the committed fixture."""
+    """The session's fresh build (seed 0) + export + golden equals the committed fixture: text files
+    byte for byte (no arithmetic in them), golden tensors within the fp32 graph contract (1e-4), as
+    they were computed by another processor's kernels."""
     for rel in (c.MANIFEST_FILE, c.TOKENIZER_FILE):
         assert (tiny_pkg / rel).read_bytes() == (FIXTURE_DIR / rel).read_bytes(), rel
     fresh_meta = gd.generate(tiny_hf, str(tiny_pkg))
@@ -227,6 +229,6 @@ def test_fixture_regenerates_identically(tiny_hf, tiny_pkg, meta, golden):
     assert set(fresh) == set(golden)
     for name, value in fresh.items():
         if value.dtype == np.float32:
-            assert_close(value, golden[name], 1e-5, name)
+            assert_close(value, golden[name], TOL, name)
         else:
             assert (value == golden[name]).all(), name

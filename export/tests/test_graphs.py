@@ -88,15 +88,15 @@ def test_rope_matches_hf_and_linear_scaling(tiny_pkg, tiny_model):
     with torch.no_grad():
         cos, sin = rotary(torch.zeros(1), pos)
     assert out[c.ROPE_OUT_COS].shape == (2, 7, 16)
-    assert_close(out[c.ROPE_OUT_COS], cos, 1e-5, "cos")
-    assert_close(out[c.ROPE_OUT_SIN], sin, 1e-5, "sin")
+    assert_close(out[c.ROPE_OUT_COS], cos, TOL, "cos")
+    assert_close(out[c.ROPE_OUT_SIN], sin, TOL, "sin")
     # Independent of HF: linear scaling with factor 2 divides the positions by 2.
     dim, theta, factor = 16, 10000.0, 2.0
     inv = 1.0 / theta ** (np.arange(0, dim, 2) / dim)
     angles = (pos.numpy()[..., None] / factor) * inv
     angles = np.concatenate((angles, angles), axis=-1)
-    assert_close(out[c.ROPE_OUT_COS], np.cos(angles), 1e-5, "cos vs formula")
-    assert_close(out[c.ROPE_OUT_SIN], np.sin(angles), 1e-5, "sin vs formula")
+    assert_close(out[c.ROPE_OUT_COS], np.cos(angles), TOL, "cos vs formula")
+    assert_close(out[c.ROPE_OUT_SIN], np.sin(angles), TOL, "sin vs formula")
     unscaled = np.cos(pos.numpy()[..., None] * np.concatenate((inv, inv)))
     assert max_err(out[c.ROPE_OUT_COS], unscaled) > 0.1
 

@@ -117,6 +117,9 @@ def test_knockouts_move_the_answer(reference):
 
 
 def test_committed_reference_records_are_current(reference):
+    """The committed records were written on another processor: PyTorch picks its CPU kernels by
+    instruction set (AVX2, AVX-512, ...), so floats are held to the knockout contract (0.01
+    percentage points for %change, 1e-4 relative for probabilities), never to their last bits."""
     _, ref = reference
     with open(FIXTURE / "reference_records.jsonl") as f:
         committed = [json.loads(line) for line in f]
@@ -124,7 +127,9 @@ def test_committed_reference_records_are_current(reference):
     for c, r in zip(committed, ref):
         assert set(c) == set(FIXTURE_FIELDS)
         for field in FIXTURE_FIELDS:
-            if isinstance(c[field], float):
-                assert c[field] == pytest.approx(r[field], rel=1e-6, abs=1e-6), (key(c), field)
+            if field.startswith("pct_change"):
+                assert abs(c[field] - r[field]) <= PP_TOL, (key(c), field, c[field], r[field])
+            elif isinstance(c[field], float):
+                assert c[field] == pytest.approx(r[field], rel=1e-4), (key(c), field)
             else:
                 assert c[field] == r[field], (key(c), field)

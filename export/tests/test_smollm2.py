@@ -38,8 +38,8 @@ def test_rope(smol):
     got = run(out / c.ROPE_FILE, position_ids=pos)
     with torch.no_grad():
         cos, sin = text_model(model).rotary_emb(torch.zeros(1), pos)
-    assert_close(got[c.ROPE_OUT_COS], cos, 1e-5, "cos")
-    assert_close(got[c.ROPE_OUT_SIN], sin, 1e-5, "sin")
+    assert_close(got[c.ROPE_OUT_COS], cos, 1e-4, "cos")
+    assert_close(got[c.ROPE_OUT_SIN], sin, 1e-4, "sin")
 
 
 @pytest.mark.parametrize("P", [0, 5])

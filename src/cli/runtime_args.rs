@@ -10,7 +10,7 @@ pub struct RuntimeArgs {
     /// Execution device: cpu, cuda or tensorrt. A GPU device that cannot be set up is an error.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Intra-op threads per session (0 = all cores).
+    /// Compute threads of the whole process: one ONNX Runtime pool all sessions share (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// ONNX Runtime shared library (default: $VIDFLOW_ORT_LIB, then .ort/lib/).

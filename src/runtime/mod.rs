@@ -1,6 +1,12 @@
 //! ONNX Runtime: locating and loading the shared library once per process, and building sessions
 //! for the chosen device. GPU providers are registered with `error_on_failure`, so a missing
 //! provider is an error and never a silent fall-back to CPU.
+//!
+//! Threads: a package opens about twenty sessions (vision, embed, rope, every layer and its
+//! attention variant, three heads). Each with its own intra-op pool sized to all cores would put
+//! twenty spinning pools on the machine while one session works, so the whole process shares one
+//! global intra-op pool of [`RuntimeOptions::threads`] threads (the calling thread included),
+//! created with the environment, and its threads block instead of spinning when idle.
 
 mod library;
 mod providers;
@@ -8,7 +14,7 @@ mod providers;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ort::environment::Environment;
+use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
@@ -21,7 +27,8 @@ pub use providers::{CudaOptions, Device, TensorRtOptions};
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     pub device: Device,
-    /// Intra-op threads per session; 0 lets ONNX Runtime choose (all cores).
+    /// The process's compute threads: the size of the one intra-op pool every session shares
+    /// (the calling thread included); 0 = every core this process may use.
     pub threads: usize,
     /// Explicit `libonnxruntime.so`; otherwise see [`locate_library`].
     pub ort_library: Option<PathBuf>,
@@ -41,52 +48,91 @@ impl Default for RuntimeOptions {
     }
 }
 
-static ENVIRONMENT: OnceLock<std::result::Result<(PathBuf, Environment), String>> = OnceLock::new();
+/// The loaded library, the environment and the size of its shared thread pool.
+struct Loaded {
+    path: PathBuf,
+    threads: usize,
+    env: Environment,
+}
 
-/// Loads ONNX Runtime (first call only) and returns the process-wide environment.
+static ENVIRONMENT: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+
+/// The most compute threads a process may ask for: more than this many per core only adds
+/// context switches (and an unchecked 100000 would try to start them all).
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Cores this process may use (affinity and cgroup limits respected).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `threads` with 0 resolved to every available core; an oversubscribed request is an error.
+pub fn resolve_threads(threads: usize) -> Result<usize> {
+    let cores = available_cores();
+    match threads {
+        0 => Ok(cores),
+        n if n > cores * MAX_THREADS_PER_CORE => Err(Error::Runtime(format!(
+            "--threads {n} is more than {MAX_THREADS_PER_CORE} per core on this machine ({cores} cores); \
+             ask for at most {}",
+            cores * MAX_THREADS_PER_CORE
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// Loads ONNX Runtime (first call only) and returns the process-wide environment, whose one
+/// intra-op pool of `threads` threads (0 = all cores) every session of the process shares.
 ///
-/// The library can be loaded once per process; a later call naming another library is an error
-/// rather than silently running on the first one.
-pub fn environment(requested: Option<&Path>) -> Result<&'static Environment> {
+/// The library and the pool are set up once per process; a later call naming another library or
+/// another thread count is an error rather than silently running with the first ones.
+pub fn environment(requested: Option<&Path>, threads: usize) -> Result<&'static Environment> {
+    let threads = resolve_threads(threads)?;
     let loaded = ENVIRONMENT.get_or_init(|| {
         let path = locate_library(requested).map_err(|e| e.to_string())?;
-        let env = ort::init_from(&path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
+        let builder = ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
+        let pool = || -> ort::Result<GlobalThreadPoolOptions> {
+            GlobalThreadPoolOptions::default()
+                .with_intra_threads(threads)?
+                .with_inter_threads(1)?
+                .with_spin_control(false)
+        };
+        let pool = pool().map_err(|e| format!("cannot configure ONNX Runtime's thread pool: {e}"))?;
+        let env = builder
             .with_name("vidflow")
+            .with_global_thread_pool(pool)
             .build()
             .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
-        Ok((path, env))
+        Ok(Loaded { path, threads, env })
     });
-    match loaded {
-        Ok((path, env)) => {
-            if let Some(req) = requested {
-                if req != path.as_path() {
-                    return Err(Error::Runtime(format!(
-                        "ONNX Runtime is already loaded from {} in this process; cannot switch to {}",
-                        path.display(),
-                        req.display()
-                    )));
-                }
-            }
-            Ok(env)
+    let loaded = loaded.as_ref().map_err(|msg| Error::Runtime(msg.clone()))?;
+    if let Some(req) = requested {
+        if req != loaded.path.as_path() {
+            return Err(Error::Runtime(format!(
+                "ONNX Runtime is already loaded from {} in this process; cannot switch to {}",
+                loaded.path.display(),
+                req.display()
+            )));
         }
-        Err(msg) => Err(Error::Runtime(msg.clone())),
     }
+    if threads != loaded.threads {
+        return Err(Error::Runtime(format!(
+            "ONNX Runtime's thread pool already has {} threads in this process; cannot open a \
+             session with {threads}",
+            loaded.threads
+        )));
+    }
+    Ok(&loaded.env)
 }
 
 /// Opens one graph as a session with the requested device and thread count.
 pub fn open_session(path: &Path, opts: &RuntimeOptions) -> Result<Session> {
-    let env = environment(opts.ort_library.as_deref())?;
+    let env = environment(opts.ort_library.as_deref(), opts.threads)?;
     let ctx = |e: ort::Error| Error::Runtime(format!("{}: {e}", path.display()));
     let mut builder = Session::builder(env)
         .map_err(ctx)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| ctx(e.into()))?;
-    if opts.threads > 0 {
-        builder = builder
-            .with_intra_threads(opts.threads)
-            .map_err(|e| ctx(e.into()))?;
-    }
     let providers = providers::dispatch(opts)?;
     if !providers.is_empty() {
         builder = builder

@@ -104,7 +104,7 @@ fn require_available<E: ExecutionProvider>(device: Device, name: &str) -> Result
     let lib = super::ENVIRONMENT
         .get()
         .and_then(|r| r.as_ref().ok())
-        .map(|(p, _)| p.display().to_string())
+        .map(|l| l.path.display().to_string())
         .unwrap_or_else(|| "the loaded library".into());
     match E::is_available() {
         Ok(true) => Ok(()),

@@ -124,10 +124,12 @@ fn open(path: &Path) -> Result<Opened> {
                 format!("cannot read the video stream parameters: {e}"),
             )
         })?;
-    // Frame threading changes speed only; decoded pictures are identical.
+    // One decoding thread per video: decoding overlaps the model's compute (see answer::prefetch),
+    // whose pool already holds every core, so more decoder threads would only compete with it.
+    // Threading changes speed only; decoded pictures are identical.
     ctx.set_threading(threading::Config {
         kind: threading::Type::Frame,
-        count: 0,
+        count: 1,
         ..Default::default()
     });
     let codec_id = ctx.id();
