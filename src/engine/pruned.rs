@@ -54,7 +54,7 @@ pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
     Array4::from_shape_vec((1, 1, n, n), out).expect("n x n values")
 }
 
-fn check_inputs(
+pub(crate) fn check_inputs(
     pkg: &Package,
     schedule: &MaskSchedule,
     embeds: &ArrayView3<'_, f32>,

@@ -97,7 +97,8 @@ pub fn environment(requested: Option<&Path>, threads: usize) -> Result<&'static 
                 .with_inter_threads(1)?
                 .with_spin_control(false)
         };
-        let pool = pool().map_err(|e| format!("cannot configure ONNX Runtime's thread pool: {e}"))?;
+        let pool =
+            pool().map_err(|e| format!("cannot configure ONNX Runtime's thread pool: {e}"))?;
         let env = builder
             .with_name("vidflow")
             .with_global_thread_pool(pool)
@@ -149,4 +150,23 @@ pub fn open_session(path: &Path, opts: &RuntimeOptions) -> Result<Session> {
         ));
     }
     builder.commit_from_file(path).map_err(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_resolve_to_the_cores_and_oversubscription_is_refused() {
+        let cores = available_cores();
+        assert_eq!(resolve_threads(0).unwrap(), cores);
+        assert_eq!(resolve_threads(1).unwrap(), 1);
+        let most = cores * MAX_THREADS_PER_CORE;
+        assert_eq!(resolve_threads(most).unwrap(), most);
+        let msg = resolve_threads(100_000).unwrap_err().to_string();
+        assert!(
+            msg.contains("--threads 100000") && msg.contains(&format!("at most {most}")),
+            "{msg}"
+        );
+    }
 }
