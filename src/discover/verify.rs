@@ -14,11 +14,10 @@ use ndarray::{Array3, Axis};
 
 use super::{DiscoverSettings, Discovery, Metric};
 use crate::answer::SampleInputs;
-use crate::engine::{check_inputs, forward, project, ForwardSpec, Keep, Rotary};
+use crate::engine::{run_dense_from, Rotary};
 use crate::error::{Error, Result};
 use crate::knockout::{pct_change, read_logits, run_baseline, Readout};
-use crate::mask::MaskedRows;
-use crate::package::{Package, Projection};
+use crate::package::Package;
 use crate::pathway::{MaskSchedule, PathwayConfig, SequenceGroups};
 
 /// What a trial needs of one sample (its baseline's inputs and readout).
@@ -69,29 +68,9 @@ fn run_from(
     hidden: Array3<f32>,
     keep: bool,
 ) -> Result<(Readout, Vec<Array3<f32>>)> {
-    let mask_fn = |l: usize| Ok(schedule.layer(l).additive());
-    let out = forward(
-        pkg,
-        ForwardSpec {
-            start_layer: start,
-            hidden,
-            rotary: &s.rotary,
-            past: None,
-            mask: &mask_fn,
-            masked_rows: MaskedRows::Uniform,
-            keep: Keep {
-                hidden: keep,
-                ..Keep::default()
-            },
-        },
-    )?;
-    let logits = project(pkg, Projection::NormHead, out.last_row())?;
-    let r = read_logits(
-        logits.index_axis(Axis(0), 0).index_axis(Axis(0), 0),
-        s.answer,
-        s.truth,
-    )?;
-    Ok((r, out.hidden_states))
+    let (out, kept) = run_dense_from(pkg, schedule, start, hidden, &s.rotary, keep)?;
+    let r = read_logits(out.logits.index_axis(Axis(0), 0), s.answer, s.truth)?;
+    Ok((r, kept))
 }
 
 /// Each task's mean %change of the metric's probability, from each sample's readout.
@@ -113,7 +92,6 @@ fn trace(pkg: &Package, samples: &[Prepared], d: &Discovery, metric: Metric) -> 
     let mut readouts = Vec::with_capacity(samples.len());
     let mut hidden = Vec::with_capacity(samples.len());
     for (s, schedule) in samples.iter().zip(&schedules) {
-        check_inputs(pkg, schedule, &s.embeds.view(), &s.rotary)?;
         let (r, h) = run_from(pkg, s, schedule, 0, s.embeds.clone(), true)?;
         readouts.push(r);
         hidden.push(h);

@@ -9,5 +9,4 @@ mod pruned;
 pub use forward::{forward, ForwardOutput, ForwardSpec, Keep, LayerKv};
 pub use inputs::{embed_tokens, encode_video, project, rotary, splice_video, Rotary};
 pub use layer::{run_layer, LayerOutput};
-pub(crate) use pruned::check_inputs;
-pub use pruned::{restricted_mask, run_dense, run_plan, PlanOutput};
+pub use pruned::{restricted_mask, run_dense, run_dense_from, run_plan, PlanOutput};

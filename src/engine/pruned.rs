@@ -54,7 +54,7 @@ pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
     Array4::from_shape_vec((1, 1, n, n), out).expect("n x n values")
 }
 
-pub(crate) fn check_inputs(
+fn check_inputs(
     pkg: &Package,
     schedule: &MaskSchedule,
     embeds: &ArrayView3<'_, f32>,
@@ -161,25 +161,43 @@ pub fn run_dense(
     embeds: ArrayView3<'_, f32>,
     rotary: &Rotary,
 ) -> Result<PlanOutput> {
-    check_inputs(pkg, schedule, &embeds, rotary)?;
+    run_dense_from(pkg, schedule, 0, embeds.to_owned(), rotary, false).map(|(out, _)| out)
+}
+
+/// [`run_dense`] from layer `start`, whose input (all S rows) is `hidden`: a caller that kept an
+/// earlier run's residual stream reruns only the layers whose masks changed. With `keep_hidden`
+/// the inputs of layers `start..=L` come back too (entry 0 = `hidden`).
+pub fn run_dense_from(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    start: usize,
+    hidden: Array3<f32>,
+    rotary: &Rotary,
+    keep_hidden: bool,
+) -> Result<(PlanOutput, Vec<Array3<f32>>)> {
+    check_inputs(pkg, schedule, &hidden.view(), rotary)?;
     let s = schedule.seq_len();
     let mask_fn = |l: usize| Ok(schedule.layer(l).additive());
     let out = forward(
         pkg,
         ForwardSpec {
-            start_layer: 0,
-            hidden: embeds.to_owned(),
+            start_layer: start,
+            hidden,
             rotary,
             past: None,
             mask: &mask_fn,
             masked_rows: MaskedRows::Uniform,
-            keep: Keep::default(),
+            keep: Keep {
+                hidden: keep_hidden,
+                ..Keep::default()
+            },
         },
     )?;
     let logits = project(pkg, Projection::NormHead, out.last_row())?;
-    Ok(PlanOutput {
+    let plan = PlanOutput {
         positions: vec![s - 1],
         logits: logits.index_axis_move(Axis(0), 0),
         rows_per_layer: vec![s; schedule.num_layers()],
-    })
+    };
+    Ok((plan, out.hidden_states))
 }
