@@ -40,6 +40,11 @@ pub enum Error {
 
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
+
+    /// A run that scored no sample: its numbers would be meaningless, so the command fails (exit
+    /// status 2) with the reason instead of reporting 0% accuracy.
+    #[error("nothing could be scored: {0}")]
+    NothingScored(String),
 }
 
 impl Error {

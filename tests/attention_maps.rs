@@ -16,7 +16,9 @@ use vidflow::prompt::PromptBuilder;
 fn maps_add_up_and_knockouts_empty_the_blocked_layers() {
     let pkg = open_tiny();
     let builder = PromptBuilder::new(&pkg.manifest, &tiny_dir()).unwrap();
-    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json")).unwrap();
+    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json"))
+        .unwrap()
+        .samples;
     let inputs = prepare(&builder, &pkg.manifest.video, &samples[0]).unwrap();
     let flow = Flow {
         name: "video ↛ last".into(),

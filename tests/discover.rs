@@ -64,6 +64,7 @@ fn write_run(dir: &Path) {
         all_samples: false,
         masked_rows: Default::default(),
         flows: flows.clone(),
+        inputs: Default::default(),
     };
     std::fs::write(dir.join("run.json"), serde_json::to_string(&run).unwrap()).unwrap();
     let mut lines = String::new();

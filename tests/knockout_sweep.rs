@@ -118,7 +118,7 @@ fn generated_samples(dir: &Path) -> Vec<Sample> {
     ]"#;
     let path = dir.join("samples.json");
     std::fs::write(&path, json).unwrap();
-    load_samples(&path).unwrap()
+    load_samples(&path).unwrap().samples
 }
 
 fn rel_close(a: f64, b: f64, tol: f64) -> bool {
@@ -196,7 +196,9 @@ fn optimised_sweep_equals_naive_sweep_for_every_target_and_style() {
 #[test]
 fn optimised_sweep_recomputes_only_the_changed_suffix_in_shared_batches() {
     let pkg = open_tiny();
-    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json")).unwrap();
+    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json"))
+        .unwrap()
+        .samples;
     let inp = &prepared(&pkg, &samples[..1])[0];
     let s = inp.layout.seq_len;
     let q0 = inp.layout.group("question").unwrap()[0];
@@ -273,7 +275,9 @@ fn range(a: usize, b: usize) -> Vec<usize> {
 #[test]
 fn targets_expand_to_hand_written_positions() {
     let pkg = open_tiny();
-    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json")).unwrap();
+    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json"))
+        .unwrap()
+        .samples;
     let inp = &prepared(&pkg, &samples[..1])[0];
     let layout = &inp.layout;
     // The fixture prompt: 4 frames of 4x4 tokens from position 32; answer "(B) ..." is option 1.
@@ -390,7 +394,7 @@ struct ReferenceRecord {
 fn vidflow_matches_the_committed_pytorch_reference_records() {
     let pkg = open_tiny();
     let fixture = repo_path("tests/fixtures/knockout");
-    let samples = load_samples(&fixture.join("samples.json")).unwrap();
+    let samples = load_samples(&fixture.join("samples.json")).unwrap().samples;
     let inputs = prepared(&pkg, &samples);
     let text = std::fs::read_to_string(fixture.join("reference_records.jsonl")).unwrap();
     let reference: Vec<ReferenceRecord> = text
@@ -451,7 +455,9 @@ fn vidflow_matches_the_committed_pytorch_reference_records() {
 #[test]
 fn wrongly_answered_samples_are_skipped_unless_asked() {
     let pkg = open_tiny();
-    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json")).unwrap();
+    let samples = load_samples(&repo_path("tests/fixtures/knockout/samples.json"))
+        .unwrap()
+        .samples;
     let inp = &prepared(&pkg, &samples[..1])[0];
     let flows = all_flows();
     let out = sweep(

@@ -145,3 +145,287 @@ fn gpu_device_without_a_gpu_build_is_an_error_not_a_fallback() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The deep check at open: the tokenizer loads and the prompt renders and tokenizes; the numbers
+// of the manifest that no graph checks.
+
+/// Copies the tiny package and overwrites one of its files with `bytes`.
+fn copy_with_file(rel: &str, bytes: &[u8]) -> tempfile::TempDir {
+    let tmp = edited_copy(|_| {});
+    std::fs::write(tmp.path().join(rel), bytes).unwrap();
+    tmp
+}
+
+#[test]
+fn truncated_tokenizer_json_is_refused_at_open() {
+    let full = std::fs::read(tiny_dir().join("tokenizer.json")).unwrap();
+    let tmp = copy_with_file("tokenizer.json", &full[..full.len() / 2]);
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("cannot load as a HF tokenizer.json"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tokenizer_json_that_is_not_a_tokenizer_is_refused_at_open() {
+    let tmp = copy_with_file("tokenizer.json", b"{\"version\": \"1.0\"}");
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("cannot load as a HF tokenizer.json"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn video_placeholder_that_is_not_one_token_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["prompt"]["video_placeholder"] = "<vid>".into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml")
+            && msg.contains("tokenizer.json")
+            && msg.contains("video placeholder \"<vid>\"")
+            && msg.contains("expected exactly one token with video_token_id 3"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn video_token_id_that_is_not_the_placeholder_is_refused() {
+    // 4 is `<image>`: inside the vocabulary, but not the token `<video>` encodes to.
+    let tmp = edited_copy(|d| {
+        d["special_tokens"]["video_token_id"] = 4.into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("video placeholder \"<video>\" tokenizes to ids [3]")
+            && msg.contains("video_token_id 4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn repeated_option_labels_are_refused() {
+    let tmp = edited_copy(|d| {
+        d["prompt"]["option_labels"] = serde_yaml::from_str("[A, A, B]").unwrap();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml")
+            && msg.contains("prompt.option_labels repeats \"A\" (entries 0 and 1)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn option_label_of_more_than_one_token_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["prompt"]["option_labels"] = serde_yaml::from_str("[A, B, XYZ, D]").unwrap();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml")
+            && msg.contains(
+                "prompt.option_labels[2] \"XYZ\" is not one token after the answer prefix"
+            )
+            && msg.contains("every label must encode to exactly one token"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_image_std_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["video"]["image_std"][1] = 0.0.into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml")
+            && msg.contains("video.image_std[1] is 0; every entry must be finite and > 0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn negative_or_infinite_image_std_is_refused() {
+    for (value, shown) in [(-0.5, "-0.5"), (f64::INFINITY, "inf")] {
+        let tmp = edited_copy(|d| {
+            d["video"]["image_std"][2] = value.into();
+        });
+        let msg = open_err(tmp.path());
+        assert!(
+            msg.contains(&format!("video.image_std[2] is {shown};")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn non_finite_image_mean_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["video"]["image_mean"][0] = f64::NAN.into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("video.image_mean[0] is NaN; every entry must be finite"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn zero_or_negative_rescale_factor_is_refused() {
+    for (value, shown) in [(0.0, "0"), (-1.0, "-1")] {
+        let tmp = edited_copy(|d| {
+            d["video"]["rescale_factor"] = value.into();
+        });
+        let msg = open_err(tmp.path());
+        assert!(
+            msg.contains(&format!(
+                "video.rescale_factor is {shown}; it must be finite and > 0"
+            )),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn zero_video_sizes_are_refused() {
+    for field in [
+        "num_frames",
+        "frame_height",
+        "frame_width",
+        "grid_h",
+        "grid_w",
+    ] {
+        let tmp = edited_copy(|d| {
+            d["video"][field] = 0.into();
+        });
+        let msg = open_err(tmp.path());
+        assert!(
+            msg.contains("model.yaml")
+                && msg.contains(&format!("video.{field} is 0; it must be > 0")),
+            "{field}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn special_token_ids_outside_the_vocabulary_are_refused() {
+    for field in [
+        "video_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    ] {
+        let tmp = edited_copy(|d| {
+            let v = d["vocab_size"].as_u64().unwrap();
+            d["special_tokens"][field] = v.into();
+        });
+        let msg = open_err(tmp.path());
+        assert!(
+            msg.contains("model.yaml")
+                && msg.contains(&format!(
+                    "special_tokens.{field} is 633, outside the vocabulary: ids must be 0 to 632 \
+                     (vocab_size 633)"
+                )),
+            "{field}: {msg}"
+        );
+    }
+    let tmp = edited_copy(|d| {
+        d["special_tokens"]["bos_token_id"] = (-1).into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(msg.contains("special_tokens.bos_token_id is -1"), "{msg}");
+}
+
+#[test]
+fn tokenizer_larger_than_the_vocabulary_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["vocab_size"] = 600.into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("tokenizer.json")
+            && msg.contains("has 633 tokens, but the manifest's vocab_size is 600"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_max_positions_is_named() {
+    let tmp = edited_copy(|d| {
+        d.as_mapping_mut().unwrap().remove("max_positions");
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml") && msg.contains("missing field `max_positions`"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn max_positions_too_small_for_any_prompt_is_refused() {
+    let tmp = edited_copy(|d| {
+        d["max_positions"] = 100.into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml")
+            && msg.contains("max_positions is 100, but the shortest prompt")
+            && msg.contains("64 video tokens) is already 132 positions"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_deep_check_reports_what_it_verified() {
+    let pkg = open_tiny();
+    let c = &pkg.prompt_check;
+    assert_eq!(c.tokenizer_size, pkg.manifest.vocab_size);
+    assert_eq!(
+        c.option_token_ids.len(),
+        pkg.manifest.prompt.option_labels.len()
+    );
+    assert!(c.minimal_seq_len < c.sample_seq_len);
+    assert!(c.sample_seq_len <= pkg.manifest.max_positions);
+    // The builder the deep check verified gives the same answer tokens as a fresh one.
+    let layout = pkg
+        .prompt_builder()
+        .layout("What is it?", &["a cat", "a dog"], Some(0))
+        .unwrap();
+    assert_eq!(layout.option_token_ids, c.option_token_ids[..2]);
+    pkg.check_sequence_length(layout.seq_len).unwrap();
+    let msg = pkg.check_sequence_length(513).unwrap_err().to_string();
+    assert!(
+        msg.contains("the prompt is 513 tokens; tiny-llava-next-video takes at most 512 positions"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn info_prints_max_positions_and_the_deep_check() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vidflow"))
+        .arg("info")
+        .arg(tiny_dir())
+        .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("at most 512 per sequence"), "{stdout}");
+    assert!(
+        stdout.contains("deep check   tokenizer.json loads: 633 tokens, within vocab_size 633"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("labels ABCDEFGH are 8 distinct single tokens after \"Best option:(\""),
+        "{stdout}"
+    );
+}

@@ -687,6 +687,7 @@ fn flop_counts_follow_the_documented_formula() {
         head_dim: 2,
         intermediate_size: 8,
         vocab_size: 10,
+        max_positions: 64,
         video: VideoGrid {
             num_frames: 1,
             grid_h: 1,

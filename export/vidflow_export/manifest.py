@@ -1,5 +1,7 @@
 """`model.yaml`: every field of src/package/manifest.rs `Manifest`, no more, no fewer."""
 
+import math
+
 import yaml
 
 from . import contract as c
@@ -13,7 +15,7 @@ _CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 # Field order of the Rust structs, used to check a manifest before writing it.
 MANIFEST_FIELDS = [
     "format_version", "name", "family", "dtype", "num_layers", "hidden_size", "num_heads",
-    "num_kv_heads", "head_dim", "rope_dim", "vocab_size", "intermediate_size", "graphs",
+    "num_kv_heads", "head_dim", "rope_dim", "vocab_size", "intermediate_size", "max_positions", "graphs",
     "tokenizer", "video", "prompt", "special_tokens",
 ]
 GRAPHS_FIELDS = ["vision", "embed", "rope", "layers", "layers_attn", "head_norm", "head_lm", "head_embed"]
@@ -83,6 +85,7 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
         "rope_dim": int(head_dim),
         "vocab_size": int(tcfg.vocab_size),
         "intermediate_size": int(tcfg.intermediate_size),
+        "max_positions": int(tcfg.max_position_embeddings),
         "graphs": graphs_section(tcfg.num_hidden_layers),
         "tokenizer": c.TOKENIZER_FILE,
         "video": video_section(model.config, processor, num_frames),
@@ -99,7 +102,8 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
 
 
 def check(m: dict) -> None:
-    """Same field sets as the Rust structs (deny_unknown_fields) and the same consistency rules."""
+    """Same field sets as the Rust structs (deny_unknown_fields) and the same consistency rules
+    (src/package/manifest.rs `Manifest::check`; the tokenizer side of the deep check is Rust's)."""
 
     def fields(d: dict, expected: list, where: str):
         if list(d) != expected:
@@ -118,6 +122,24 @@ def check(m: dict) -> None:
         raise ValueError("manifest: graphs.layers / layers_attn must list num_layers files")
     if m["num_kv_heads"] == 0 or m["num_heads"] % m["num_kv_heads"]:
         raise ValueError("manifest: num_heads must be a multiple of num_kv_heads")
+    if not isinstance(m["max_positions"], int) or m["max_positions"] < 1:
+        raise ValueError(f"manifest: max_positions is {m['max_positions']!r}, expected an integer >= 1")
+    v = m["video"]
+    for key in ("num_frames", "frame_height", "frame_width", "grid_h", "grid_w"):
+        if v[key] <= 0:
+            raise ValueError(f"manifest: video.{key} is {v[key]}, expected > 0")
+    if not (math.isfinite(v["rescale_factor"]) and v["rescale_factor"] > 0):
+        raise ValueError(f"manifest: video.rescale_factor is {v['rescale_factor']}, expected finite > 0")
+    if not all(math.isfinite(x) for x in v["image_mean"]):
+        raise ValueError(f"manifest: video.image_mean {v['image_mean']} must be finite")
+    if not all(math.isfinite(x) and x > 0 for x in v["image_std"]):
+        raise ValueError(f"manifest: video.image_std {v['image_std']} must be finite and > 0")
+    for key, tid in m["special_tokens"].items():
+        if tid is not None and not 0 <= tid < m["vocab_size"]:
+            raise ValueError(f"manifest: special_tokens.{key} is {tid}, outside the vocabulary {m['vocab_size']}")
+    labels = m["prompt"]["option_labels"]
+    if not 2 <= len(labels) <= 8 or len(set(labels)) != len(labels):
+        raise ValueError(f"manifest: prompt.option_labels {labels} must be 2 to 8 distinct labels")
     if m["video"]["resize_mode"] not in ("stretch", "shortest_edge_crop"):
         raise ValueError("manifest: bad video.resize_mode")
     if m["video"]["resize_filter"] not in ("nearest", "bilinear", "bicubic"):

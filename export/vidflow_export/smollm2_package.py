@@ -105,6 +105,7 @@ def build_manifest(config, name: str, num_layers: int, video_id: int) -> dict:
         "rope_dim": int(head_dim),
         "vocab_size": int(config.vocab_size),
         "intermediate_size": int(config.intermediate_size),
+        "max_positions": int(config.max_position_embeddings),
         "graphs": manifest.graphs_section(num_layers),
         "tokenizer": c.TOKENIZER_FILE,
         "video": {

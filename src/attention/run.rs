@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::knockout::{Flow, ResolvedFlow};
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
-use crate::report::{JsonlWriter, Progress};
+use crate::report::{FolderLock, JsonlWriter, Progress};
 
 pub const ATTENTION_FILE: &str = "attention.jsonl";
 
@@ -162,6 +162,9 @@ pub fn run_attention(
     settings: &AttentionSettings,
 ) -> Result<Vec<PathBuf>> {
     let out = &settings.out_dir;
+    let _lock = FolderLock::acquire(out)?;
+    let total = samples.len();
+    let mut first_failure: Option<String> = None;
     let heat_dir = out.join("heatmaps");
     std::fs::create_dir_all(&heat_dir).map_err(|e| Error::io(&heat_dir, e))?;
     let mut w = JsonlWriter::create(&out.join(ATTENTION_FILE))?;
@@ -200,6 +203,7 @@ pub fn run_attention(
                 }
                 Err(e) => {
                     let msg = format!("sample {:?} failed: {e}", sample.id);
+                    first_failure.get_or_insert_with(|| msg.clone());
                     progress.println(&msg);
                     if !settings.progress {
                         eprintln!("{msg}");
@@ -211,5 +215,11 @@ pub fn run_attention(
         },
     )?;
     progress.finish();
+    if files.is_empty() {
+        return Err(Error::NothingScored(match first_failure {
+            None => "the sample list is empty".into(),
+            Some(first) => format!("all {total} samples failed; the first: {first}"),
+        }));
+    }
     Ok(files)
 }

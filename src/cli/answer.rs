@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use vidflow::answer::{self, OptionScores, Sample, SampleInputs};
+use vidflow::answer::{self, prefetch_ordered, OptionScores, Sample, SampleInputs};
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
 use vidflow::video::load_video;
@@ -52,11 +52,13 @@ pub struct Args {
     runtime: RuntimeArgs,
 }
 
-/// What `--json` prints per sample.
+/// What `--json` prints per sample. `frame_indices` are the frames the model saw; absent only when
+/// the video could not be decoded (then `error` says why).
 #[derive(Serialize)]
 struct AnswerRecord<'a> {
     id: &'a str,
     video: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     frame_indices: Option<&'a [usize]>,
     question: &'a str,
     options: &'a [String],
@@ -87,15 +89,21 @@ fn resolve_answer(answer: &str, options: &[String], labels: &[String]) -> anyhow
     bail!("--answer {answer:?} is neither one of the options {options:?} nor one of their labels")
 }
 
+/// At least two `--option`s, none blank, no two the same (the data sets' own check).
+fn check_cli_options(options: &[String]) -> anyhow::Result<()> {
+    if options.len() < 2 {
+        bail!("give at least two --option values (got {})", options.len());
+    }
+    if let Err(e) = vidflow::data::check_option_texts(options) {
+        bail!("--option: {e}");
+    }
+    Ok(())
+}
+
 fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Result<()> {
     let video = args.video.clone().expect("clap requires --video");
     let question = args.question.clone().expect("clap requires --question");
-    if args.options.len() < 2 {
-        bail!(
-            "give at least two --option values (got {})",
-            args.options.len()
-        );
-    }
+    check_cli_options(&args.options)?;
     let truth = args
         .answer
         .as_deref()
@@ -140,34 +148,81 @@ fn run_list(
     builder: Arc<PromptBuilder>,
     path: &Path,
 ) -> anyhow::Result<()> {
-    let samples = answer::load_samples(path)?;
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    answer_list(
+        pkg,
+        builder,
+        path,
+        args.workers.max(1),
+        args.json,
+        &mut out,
+        &mut err,
+    )
+}
+
+/// Answers a sample list: bad records are named on `err` first, then every usable sample gets
+/// its line on `out`, in order. No usable sample at all is an error.
+fn answer_list(
+    pkg: &Package,
+    builder: Arc<PromptBuilder>,
+    path: &Path,
+    workers: usize,
+    json: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<()> {
+    let data = answer::load_samples(path)?;
+    for b in &data.bad {
+        writeln!(err, "skipped {}: {}", b.id, b.reason)?;
+    }
+    if data.samples.is_empty() {
+        if data.bad.is_empty() {
+            bail!("{}: the sample list is empty", path.display());
+        }
+        bail!(
+            "{}: none of its {} records can be used (each is named above)",
+            path.display(),
+            data.bad.len()
+        );
+    }
+    let samples = data.samples;
     let total = samples.len();
     let mut scored = 0usize;
     let mut correct = 0usize;
     let mut failed = Vec::new();
-    let mut out = std::io::stdout().lock();
-    answer::answer_all(
-        pkg,
-        builder,
+    let spec = pkg.manifest.video.clone();
+    // As `answer::answer_all`, keeping each sample's frame indices for the output.
+    prefetch_ordered(
         samples,
-        args.workers.max(1),
-        |sample, result| {
+        workers,
+        workers + 1,
+        move |s: &Sample| answer::prepare(&builder, &spec, s),
+        |sample, prepared| {
+            let (frames, result) = match prepared {
+                Ok(inputs) => {
+                    let result = answer::answer(pkg, &inputs);
+                    (Some(inputs.frame_indices), result)
+                }
+                Err(e) => (None, Err(e)),
+            };
+            let frames = frames.as_deref();
             let write = match &result {
                 Ok(scores) => {
                     scored += 1;
                     if scores.correct() == Some(true) {
                         correct += 1;
                     }
-                    if args.json {
-                        print_json(&mut out, sample, None, Ok(scores))
+                    if json {
+                        print_json(out, &sample, frames, Ok(scores))
                     } else {
-                        print_row(&mut out, sample, scores)
+                        print_row(out, &sample, scores)
                     }
                 }
                 Err(e) => {
                     failed.push(format!("{}: {e}", sample.id));
-                    if args.json {
-                        print_json(&mut out, sample, None, Err(e.to_string()))
+                    if json {
+                        print_json(out, &sample, frames, Err(e.to_string()))
                     } else {
                         writeln!(out, "{:<16} error: {e}", sample.id).map_err(anyhow::Error::from)
                     }
@@ -177,15 +232,19 @@ fn run_list(
         },
     )
     .with_context(|| format!("answering {}", path.display()))?;
-    if !args.json {
+    if !json {
+        let bad = match data.bad.len() {
+            0 => String::new(),
+            n => format!("; {n} bad records not run"),
+        };
         writeln!(
             out,
-            "{scored} of {total} samples scored, {correct} correct; {} failed",
+            "{scored} of {total} samples scored, {correct} correct; {} failed{bad}",
             failed.len()
         )?;
     }
     for f in &failed {
-        eprintln!("skipped {f}");
+        writeln!(err, "skipped {f}")?;
     }
     Ok(())
 }
@@ -283,4 +342,82 @@ fn print_table(
     };
     writeln!(out, "predicted {}{verdict}", s.labels[s.predicted])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidflow::runtime::RuntimeOptions;
+
+    fn repo(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    #[test]
+    fn repeated_options_are_refused_like_in_the_data_sets() {
+        let opts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = check_cli_options(&opts(&["red", "red"])).unwrap_err();
+        assert_eq!(e.to_string(), "--option: options 0 and 1 are both \"red\"");
+        let e = check_cli_options(&opts(&["red", "blue", " blue"])).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("--option: options 1 and 2 are both \"blue\""));
+        let e = check_cli_options(&opts(&["red"])).unwrap_err();
+        assert!(e.to_string().contains("at least two --option"));
+        check_cli_options(&opts(&["red", "blue"])).unwrap();
+    }
+
+    #[test]
+    fn sample_lists_print_the_sampled_frames_and_name_bad_records() {
+        let pkg = Package::open(
+            &repo("tests/fixtures/tiny"),
+            &RuntimeOptions {
+                threads: 1,
+                ..RuntimeOptions::default()
+            },
+        )
+        .unwrap();
+        let builder = Arc::new(PromptBuilder::new(&pkg.manifest, pkg.dir()).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        let list = tmp.path().join("samples.json");
+        let frames = repo("tests/fixtures/knockout/frames/clip0");
+        let good = serde_json::json!({"id": "good", "video": frames, "question": "Q?",
+                                      "options": ["x", "y"], "answer": 1});
+        let bad = serde_json::json!({"id": "bad", "video": frames, "question": "Q?",
+                                     "options": ["x", "y"], "answer": -1});
+        std::fs::write(&list, serde_json::json!([good, bad]).to_string()).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        answer_list(
+            &pkg,
+            Arc::clone(&builder),
+            &list,
+            1,
+            true,
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let idx = lines[0]["frame_indices"].as_array().expect("frame indices");
+        assert_eq!(idx.len(), pkg.manifest.video.num_frames);
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("skipped bad: ")
+                && err.contains("record 1: field answer: -1 is neither an option index"),
+            "{err}"
+        );
+
+        std::fs::write(&list, serde_json::json!([bad]).to_string()).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let e = answer_list(&pkg, builder, &list, 1, true, &mut out, &mut err).unwrap_err();
+        assert!(
+            e.to_string().contains("none of its 1 records can be used"),
+            "{e}"
+        );
+    }
 }

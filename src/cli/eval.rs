@@ -58,6 +58,9 @@ pub struct MergeArgs {
     /// Output folders of the shards.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
+    /// Merge even though some shards of the run are missing (recorded in the merged settings.json).
+    #[arg(long)]
+    partial: bool,
 }
 
 pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
@@ -78,6 +81,8 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         seed: a.seed,
         limit: a.limit,
         shard: a.shard.as_deref().map(eval::parse_shard).transpose()?,
+        inputs: EvalSettings::digest_inputs(&a.model, &a.mode, &spec)?,
+        missing_shards: Vec::new(),
     };
     let dataset = data::load(&spec, a.tasks.as_deref())?;
     let summary = eval::run_eval(&pkg, &settings, &mode, dataset, &a.out, a.workers, !a.quiet)?;
@@ -88,7 +93,7 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
 
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
     let dirs: Vec<&std::path::Path> = a.shards.iter().map(PathBuf::as_path).collect();
-    let summary = eval::merge_runs(&dirs, &a.out)?;
+    let summary = eval::merge_runs(&dirs, &a.out, a.partial)?;
     print_summary(&summary);
     println!("merged {} shards into {}", dirs.len(), a.out.display());
     Ok(())
@@ -113,6 +118,9 @@ fn print_summary(s: &Summary) {
         row(task, t);
     }
     row("overall", &s.overall);
+    if s.retried > 0 {
+        println!("retried {} samples that had failed before", s.retried);
+    }
     if !s.not_scored.is_empty() {
         println!("not scored ({}):", s.not_scored.len());
         for b in &s.not_scored {

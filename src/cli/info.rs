@@ -35,6 +35,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.rope_dim,
         m.intermediate_size
     );
+    println!(
+        "positions    at most {} per sequence, video tokens included (max_positions)",
+        m.max_positions
+    );
     println!("vocabulary   {} tokens ({})", m.vocab_size, m.tokenizer);
     println!(
         "video        {} frames of {}x{} ({}, {}), {}x{} tokens per frame = {} video tokens",
@@ -56,6 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "graphs       vision, embed, rope, {} layers (+ attention variants), 3 heads: all match the manifest",
         pkg.layers.len()
     );
+    for (i, line) in pkg.prompt_check.summary(m).iter().enumerate() {
+        let label = if i == 0 { "deep check" } else { "" };
+        println!("{label:<12} {line}");
+    }
     Ok(())
 }
 

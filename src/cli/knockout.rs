@@ -13,7 +13,7 @@ use vidflow::knockout::{
 use vidflow::mask::MaskedRows;
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
-use vidflow::report::write_knockout_reports;
+use vidflow::report::{write_knockout_reports, InputDigests};
 
 use super::runtime_args::RuntimeArgs;
 
@@ -118,6 +118,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         workers: args.workers.max(1),
         dump_inputs: args.dump_inputs.clone(),
         progress: !args.quiet,
+        inputs: InputDigests::for_run(
+            &args.model,
+            &args.data.parse()?,
+            &args
+                .flows
+                .iter()
+                .map(|f| ("flows", f.as_path()))
+                .collect::<Vec<_>>(),
+        )?,
     };
     let totals = run_knockout(&pkg, builder, samples, &settings)?;
     let reports = write_knockout_reports(&args.out)
@@ -131,6 +140,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         totals.resumed,
         args.out.display()
     );
+    if totals.retried > 0 {
+        println!("retried {} samples that had failed before", totals.retried);
+    }
     println!(
         "records  {}",
         args.out.join(vidflow::knockout::KNOCKOUTS_FILE).display()

@@ -63,6 +63,9 @@ impl PromptArgs {
     /// Renders and tokenizes the prompt with the package's tokenizer.
     pub fn layout(&self, manifest: &Manifest, package: &Path) -> anyhow::Result<PromptLayout> {
         let builder = PromptBuilder::new(manifest, package)?;
+        if self.question.is_none() && !self.options.is_empty() {
+            bail!("--option needs --question (without one, the built-in question and its four options are used)");
+        }
         let (question, options, answer) = match &self.question {
             Some(q) => {
                 if self.options.len() < 2 {
@@ -107,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let shape = ModelShape::from_file(file)?;
             let spec = args.layout.as_deref().unwrap_or(DEFAULT_SHAPE_LAYOUT);
             let groups = SequenceGroups::from_shape_spec(spec, Some(shape.frames()))?;
+            shape.check_sequence_length(groups.seq_len())?;
             (shape, groups)
         }
         (None, None) => bail!("give --model PACKAGE or --shape MODEL.yaml"),

@@ -31,7 +31,7 @@ use crate::mask::MaskedRows;
 use crate::package::{Package, Projection};
 use crate::pathway::{Pathways, RandomBlocking};
 use crate::prompt::PromptBuilder;
-use crate::report::{write_knockout_reports, KnockoutSummary};
+use crate::report::{write_knockout_reports, FolderLock, InputDigests, KnockoutSummary};
 use crate::runtime::RuntimeOptions;
 use crate::synth::{self, Suite, SynthConfig};
 
@@ -149,7 +149,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         ));
     }
     let dirs = Layout::new(&s.out);
-    std::fs::create_dir_all(&s.out).map_err(|e| Error::io(&s.out, e))?;
+    let _lock = FolderLock::acquire(&s.out)?;
     let video = Package::open(&s.video_model, &s.runtime)?;
     let image = s
         .image_model
@@ -201,6 +201,8 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             seed: s.random_seed,
             limit: None,
             shard: None,
+            inputs: EvalSettings::digest_inputs(pkg.dir(), mode_arg, &spec)?,
+            missing_shards: Vec::new(),
         };
         eval::run_eval(
             pkg,
@@ -250,6 +252,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             workers: s.workers,
             dump_inputs: None,
             progress: s.progress,
+            inputs: InputDigests::for_run(video.dir(), &spec, &[])?,
         },
     )?;
     let video_reports = write_knockout_reports(&dirs.knockout_video)?;
@@ -269,6 +272,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
                     workers: s.workers,
                     dump_inputs: None,
                     progress: s.progress,
+                    inputs: InputDigests::for_run(img.dir(), &spec, &[])?,
                 },
             )?;
             Some(write_knockout_reports(&dirs.knockout_image)?)

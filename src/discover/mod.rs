@@ -158,6 +158,12 @@ pub fn discover(dir: &Path, settings: DiscoverSettings) -> Result<Discovery> {
     if settings.interval == 0 {
         return Err(Error::Input("--interval must be at least 1".into()));
     }
+    if !settings.threshold.is_finite() {
+        return Err(Error::Input(format!(
+            "--threshold {}: expected a finite percentage change (e.g. -5 for a 5% drop)",
+            settings.threshold
+        )));
+    }
     let run_path = dir.join(RUN_FILE);
     let text = std::fs::read_to_string(&run_path).map_err(|e| Error::io(&run_path, e))?;
     let run: RunManifest = serde_json::from_str(&text).map_err(|e| Error::Data {

@@ -37,9 +37,9 @@ pub struct EvalRecord {
     pub edges_total: Option<u64>,
 }
 
-/// Reads the complete records of a run. A final line without its newline (the run was killed while
-/// writing it) is dropped and the file truncated to the last complete line; a malformed line
-/// elsewhere is an error naming its line number.
+/// Reads the complete records of a run that this process is about to resume. A final line without
+/// its newline (the run was killed while writing it) is dropped and the file truncated to the last
+/// complete line; a malformed line elsewhere is an error naming its line number.
 pub fn read_records(path: &Path) -> Result<Vec<EvalRecord>> {
     if !path.exists() {
         return Ok(Vec::new());
@@ -53,18 +53,52 @@ pub fn read_records(path: &Path) -> Result<Vec<EvalRecord>> {
             .map_err(|e| Error::io(path, e))?;
         f.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
     }
+    parse_lines(path, &bytes[..complete])
+}
+
+/// Reads the records of a finished run without changing the file (for `merge`): a cut-off final
+/// line is an error naming the file and line, since its sample would otherwise be lost.
+pub fn read_records_strict(path: &Path) -> Result<Vec<EvalRecord>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            msg: format!(
+                "line {}: cut off (no newline at the end of the file): the run that wrote it was \
+                 interrupted; resume that shard to finish it",
+                bytes.iter().filter(|&&b| b == b'\n').count() + 1
+            ),
+        });
+    }
+    parse_lines(path, &bytes)
+}
+
+fn parse_lines(path: &Path, bytes: &[u8]) -> Result<Vec<EvalRecord>> {
     let mut out = Vec::new();
-    for (i, line) in bytes[..complete].lines().enumerate() {
+    for (i, line) in bytes.lines().enumerate() {
         let line = line.map_err(|e| Error::io(path, e))?;
         if line.trim().is_empty() {
             continue;
         }
         out.push(serde_json::from_str(&line).map_err(|e| Error::Data {
             path: path.to_path_buf(),
-            msg: format!("line {}: {e}", i + 1),
+            msg: format!("line {}: not an evaluation record: {e}", i + 1),
         })?);
     }
     Ok(out)
+}
+
+/// Rewrites the records file with only `keep` (whose lines are kept verbatim), through a
+/// temporary file renamed over the old one, so that a kill leaves either version whole.
+pub fn rewrite_records(path: &Path, keep: &[EvalRecord]) -> Result<()> {
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let mut w = RecordWriter::create(&tmp)?;
+        for r in keep {
+            w.write(r)?;
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Appends records, one flushed line each.
@@ -74,6 +108,15 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
+    /// Creates or truncates `path`.
+    pub fn create(path: &Path) -> Result<RecordWriter> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(RecordWriter {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn append(path: &Path) -> Result<RecordWriter> {
         let file = std::fs::OpenOptions::new()
             .create(true)

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::records::{read_records, EvalRecord, RecordWriter, RECORDS_FILE};
+use super::records::{read_records, rewrite_records, EvalRecord, RecordWriter, RECORDS_FILE};
 use super::settings::EvalSettings;
-use super::summary::{summarize, write_summary, Summary};
+use super::summary::{summarize, write_summary, Summary, SUMMARY_FILE};
 use crate::answer::{self, prefetch_ordered, score_options, OptionScores, Sample, SampleInputs};
 use crate::data::{task_of, BadRecord, Dataset};
 use crate::engine::run_plan;
@@ -18,6 +18,7 @@ use crate::package::Package;
 use crate::pathway::{Pathways, SequenceGroups};
 use crate::plan::Plan;
 use crate::prompt::PromptBuilder;
+use crate::report::FolderLock;
 
 /// How each sample is run.
 pub enum EvalMode {
@@ -127,7 +128,10 @@ fn record_of(sample: &Sample, result: Result<(OptionScores, u64, u64)>) -> EvalR
     }
 }
 
-/// Runs (or resumes) an evaluation into `out`. Settings must match those of an earlier run there.
+/// Runs (or resumes) an evaluation into `out`, which it holds locked for its whole life. Settings,
+/// input digests included, must match those of an earlier run there. Samples that failed before
+/// are run again. A run in which no sample could be scored is an error
+/// ([`Error::NothingScored`]), after its records and summary are written.
 pub fn run_eval(
     pkg: &Package,
     settings: &EvalSettings,
@@ -137,16 +141,19 @@ pub fn run_eval(
     workers: usize,
     progress: bool,
 ) -> Result<Summary> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = FolderLock::acquire(out)?;
     match EvalSettings::read(out)? {
-        Some(old) if &old != settings => {
-            return Err(Error::Input(format!(
-                "{} holds a run with other settings ({}); use another --out or the same settings",
-                out.display(),
-                old.differences(settings).join("; ")
-            )))
+        Some(old) => {
+            if let Some(why) = settings.conflict(&old) {
+                return Err(Error::Data {
+                    path: out.to_path_buf(),
+                    msg: format!(
+                        "refusing to resume: the folder holds a run with {why}; use another \
+                         --out, or the same inputs and settings"
+                    ),
+                });
+            }
         }
-        Some(_) => {}
         None => settings.write(out)?,
     }
     let mut samples = data.samples;
@@ -157,23 +164,36 @@ pub fn run_eval(
     let load_errors: Vec<BadRecord> = select_shard(data.bad, settings.shard);
 
     let records_path = out.join(RECORDS_FILE);
-    let done: BTreeSet<String> = read_records(&records_path)?
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
+    let earlier = read_records(&records_path)?;
+    let (done, failed): (Vec<EvalRecord>, Vec<EvalRecord>) =
+        earlier.into_iter().partition(|r| r.scored);
+    if !failed.is_empty() {
+        // Failed samples are tried again (their video may have been fixed): drop their records.
+        rewrite_records(&records_path, &done)?;
+    }
+    let done: BTreeSet<String> = done.into_iter().map(|r| r.id).collect();
+    let failed: BTreeSet<String> = failed.into_iter().map(|r| r.id).collect();
     let todo: Vec<Sample> = samples
         .into_iter()
         .filter(|s| !done.contains(&s.id))
         .collect();
+    let retried = todo.iter().filter(|s| failed.contains(&s.id)).count();
+    if !todo.is_empty() {
+        // The summary marks a finished run (`merge` refuses a shard without one).
+        let _ = std::fs::remove_file(out.join(SUMMARY_FILE));
+    }
 
     let mut video = pkg.manifest.video.clone();
     video.num_frames = settings.frames;
-    let builder = Arc::new(PromptBuilder::from_parts(
-        &pkg.manifest.prompt,
-        &pkg.manifest.special_tokens,
-        &video,
-        &pkg.tokenizer_path(),
-    )?);
+    let builder = Arc::new(
+        PromptBuilder::from_parts(
+            &pkg.manifest.prompt,
+            &pkg.manifest.special_tokens,
+            &video,
+            &pkg.tokenizer_path(),
+        )?
+        .with_max_positions(pkg.manifest.max_positions),
+    );
     let bar = if progress {
         let b = ProgressBar::new(todo.len() as u64);
         b.set_style(
@@ -203,73 +223,31 @@ pub fn run_eval(
     )?;
     bar.finish_and_clear();
     let records = read_records(&records_path)?;
-    let summary = summarize(&records, &load_errors);
-    write_summary(out, &summary)?;
+    let mut summary = summarize(&records, &load_errors);
+    summary.retried = retried;
     std::fs::write(
         out.join("load_errors.json"),
         serde_json::to_string_pretty(&load_errors).expect("serialize") + "\n",
     )
     .map_err(|e| Error::io(out, e))?;
+    write_summary(out, &summary)?;
+    ensure_scored(&summary)?;
     Ok(summary)
 }
 
-/// Joins the shard directories of one run into `out`: settings must agree (all but the shard),
-/// shards must be distinct, and no sample may appear twice.
-pub fn merge_runs(shards: &[&Path], out: &Path) -> Result<Summary> {
-    let mut base: Option<EvalSettings> = None;
-    let mut seen_shards = BTreeSet::new();
-    let mut records: Vec<EvalRecord> = Vec::new();
-    let mut load_errors: Vec<BadRecord> = Vec::new();
-    for dir in shards {
-        let s = EvalSettings::read(dir)?.ok_or_else(|| Error::Data {
-            path: dir.to_path_buf(),
-            msg: "no settings.json: not an evaluation output folder".into(),
-        })?;
-        match &base {
-            None => base = Some(s.without_shard()),
-            Some(b) if *b != s.without_shard() => {
-                return Err(Error::Data {
-                    path: dir.to_path_buf(),
-                    msg: format!(
-                        "settings differ from the first shard's: {}",
-                        b.differences(&s.without_shard()).join("; ")
-                    ),
-                })
-            }
-            Some(_) => {}
-        }
-        if !seen_shards.insert(s.shard) {
-            return Err(Error::Data {
-                path: dir.to_path_buf(),
-                msg: format!("shard {:?} is given twice", s.shard),
-            });
-        }
-        records.extend(read_records(&dir.join(RECORDS_FILE))?);
-        let le = dir.join("load_errors.json");
-        if le.exists() {
-            let text = std::fs::read_to_string(&le).map_err(|e| Error::io(&le, e))?;
-            let v: Vec<BadRecord> = serde_json::from_str(&text).map_err(|e| Error::Data {
-                path: le.clone(),
-                msg: e.to_string(),
-            })?;
-            load_errors.extend(v);
-        }
+/// A summary that scored nothing is an error naming why (the first reason, and how many).
+pub fn ensure_scored(summary: &Summary) -> Result<()> {
+    if summary.overall.scored > 0 {
+        return Ok(());
     }
-    let mut ids = BTreeSet::new();
-    if let Some(dup) = records.iter().find(|r| !ids.insert(r.id.clone())) {
-        return Err(Error::Input(format!(
-            "sample {} appears in more than one shard",
-            dup.id
-        )));
-    }
-    records.sort_by(|a, b| (&a.task, &a.id).cmp(&(&b.task, &b.id)));
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    base.expect("at least one shard").write(out)?;
-    let mut w = RecordWriter::append(&out.join(RECORDS_FILE))?;
-    for r in &records {
-        w.write(r)?;
-    }
-    let summary = summarize(&records, &load_errors);
-    write_summary(out, &summary)?;
-    Ok(summary)
+    Err(Error::NothingScored(match summary.not_scored.first() {
+        None => "the data set has no samples (after --tasks, --limit and --shard)".into(),
+        Some(b) => format!(
+            "none of the {} samples was scored; the first, {} [{}]: {}",
+            summary.not_scored.len(),
+            b.id,
+            b.task,
+            b.reason
+        ),
+    }))
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataSpec;
 use crate::error::{Error, Result};
+use crate::report::InputDigests;
 
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -23,6 +25,13 @@ pub struct EvalSettings {
     pub limit: Option<usize>,
     /// `(k, n)`: this run holds samples with index % n == k - 1.
     pub shard: Option<(usize, usize)>,
+    /// Content digests of the package, the pathway config and the annotation files: resuming or
+    /// merging with any of them changed is refused.
+    #[serde(default)]
+    pub inputs: InputDigests,
+    /// Set by `merge --partial`: the shards (K of N) that were missing from the merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<usize>,
 }
 
 impl EvalSettings {
@@ -32,6 +41,23 @@ impl EvalSettings {
             shard: None,
             ..self.clone()
         }
+    }
+
+    /// The content digests of an evaluation's inputs: the package, the pathway config of a
+    /// `pathways:FILE` mode, and the data set's annotation files.
+    pub fn digest_inputs(model_dir: &Path, mode: &str, data: &DataSpec) -> Result<InputDigests> {
+        let config = mode.strip_prefix("pathways:").map(Path::new);
+        let extra: Vec<(&str, &Path)> = config.map(|f| ("pathways", f)).into_iter().collect();
+        InputDigests::for_run(model_dir, data, &extra)
+    }
+
+    /// Why a run with these settings may not continue the run recorded as `old` (None: it may).
+    pub fn conflict(&self, old: &EvalSettings) -> Option<String> {
+        if let Some(why) = self.inputs.conflict(&old.inputs) {
+            return Some(why);
+        }
+        let diffs = old.differences(self);
+        (!diffs.is_empty()).then(|| format!("other settings ({})", diffs.join("; ")))
     }
 
     pub fn read(dir: &Path) -> Result<Option<EvalSettings>> {
@@ -51,7 +77,9 @@ impl EvalSettings {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(SETTINGS_FILE);
         let text = serde_json::to_string_pretty(self).expect("settings serialize");
-        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+        let tmp = dir.join("settings.json.tmp");
+        std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
 
     /// A field-by-field description of how two settings differ, for error messages.
@@ -60,9 +88,21 @@ impl EvalSettings {
         let b = serde_json::to_value(other).expect("serialize");
         let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
         a.iter()
-            .filter(|(k, v)| b.get(*k) != Some(v))
+            .filter(|(k, v)| !IDENTITY_BY_CONTENT.contains(&k.as_str()) && b.get(*k) != Some(v))
             .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
             .collect()
+    }
+}
+
+/// Fields compared by the content digests in `inputs`, not by their text: a package or data set
+/// moved elsewhere is the same input.
+const IDENTITY_BY_CONTENT: [&str; 3] = ["inputs", "model_dir", "data"];
+
+/// `K/N` of a shard, as the command line writes it.
+pub fn shard_name(shard: Option<(usize, usize)>) -> String {
+    match shard {
+        Some((k, n)) => format!("{k}/{n}"),
+        None => "(unsharded)".into(),
     }
 }
 

@@ -24,7 +24,13 @@ pub struct Summary {
     pub tasks: BTreeMap<String, Tally>,
     /// Records rejected when loading the data, and samples that failed at run time.
     pub not_scored: Vec<BadRecord>,
+    /// Samples that had failed in an earlier invocation and were run again by this one.
+    #[serde(default)]
+    pub retried: usize,
 }
+
+/// Written when a run (or merge) finishes; its absence marks an unfinished run.
+pub const SUMMARY_FILE: &str = "summary.json";
 
 fn tally<'a>(records: impl Iterator<Item = &'a EvalRecord>) -> Tally {
     let mut t = Tally::default();
@@ -64,12 +70,13 @@ pub fn summarize(records: &[EvalRecord], load_errors: &[BadRecord]) -> Summary {
             .map(|(k, v)| (k, tally(v.into_iter())))
             .collect(),
         not_scored,
+        retried: 0,
     }
 }
 
 /// Writes `summary.json` and `summary.csv` (one row per task, then `overall`).
 pub fn write_summary(dir: &Path, s: &Summary) -> Result<()> {
-    let json = dir.join("summary.json");
+    let json = dir.join(SUMMARY_FILE);
     std::fs::write(
         &json,
         serde_json::to_string_pretty(s).expect("serialize") + "\n",

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::mask::MaskedRows;
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
-use crate::report::{read_jsonl, JsonlWriter, Progress};
+use crate::report::{read_jsonl, FolderLock, InputDigests, JsonlWriter, Progress};
 
 pub const RUN_FILE: &str = "run.json";
 pub const KNOCKOUTS_FILE: &str = "knockouts.jsonl";
@@ -43,6 +43,10 @@ pub struct RunManifest {
     #[serde(default)]
     pub masked_rows: MaskedRows,
     pub flows: Vec<Flow>,
+    /// Content digests of the package, the data's annotation files and the flows file: resuming
+    /// with any of them changed is refused, naming the file.
+    #[serde(default)]
+    pub inputs: InputDigests,
 }
 
 impl RunManifest {
@@ -75,6 +79,8 @@ pub struct RunSettings {
     /// Also write each sample's exact inputs here (see [`dump_inputs`]).
     pub dump_inputs: Option<PathBuf>,
     pub progress: bool,
+    /// What the run is computed from (see [`RunManifest::inputs`]).
+    pub inputs: InputDigests,
 }
 
 /// Counts of a finished run (this invocation and resumed work together).
@@ -86,6 +92,8 @@ pub struct RunTotals {
     pub used: usize,
     pub skipped_wrong: usize,
     pub failed: usize,
+    /// Samples that had failed in an earlier invocation and were run again by this one.
+    pub retried: usize,
     pub records: usize,
 }
 
@@ -100,14 +108,22 @@ fn read_manifest(path: &Path) -> Result<Option<RunManifest>> {
     }
 }
 
-/// Loads what a previous run left and keeps only complete samples; returns the done ids.
-fn resume_state(out: &Path) -> Result<HashSet<String>> {
+/// Loads what a previous run left and keeps only complete samples; returns the done ids and the
+/// ids of samples that had failed (they are run again: their video may have been fixed).
+fn resume_state(out: &Path) -> Result<(HashSet<String>, HashSet<String>)> {
     let samples_path = out.join(SAMPLES_FILE);
     let knock_path = out.join(KNOCKOUTS_FILE);
     let samples = read_jsonl::<SampleRecord>(&samples_path)?;
+    let failed: HashSet<String> = samples
+        .records
+        .iter()
+        .filter(|s| s.status == SampleStatus::Failed)
+        .map(|s| s.sample_id.clone())
+        .collect();
     let done: HashSet<String> = samples
         .records
         .iter()
+        .filter(|s| s.status != SampleStatus::Failed)
         .map(|s| s.sample_id.clone())
         .collect();
     let knock = read_jsonl::<KnockoutRecord>(&knock_path)?;
@@ -126,14 +142,16 @@ fn resume_state(out: &Path) -> Result<HashSet<String>> {
         }
         w.flush()?;
     }
-    if samples.dropped_tail {
+    if samples.dropped_tail || !failed.is_empty() {
         let mut w = JsonlWriter::create(&samples_path)?;
-        for line in &samples.lines {
-            w.write_line(line)?;
+        for (r, line) in samples.records.iter().zip(&samples.lines) {
+            if r.status != SampleStatus::Failed {
+                w.write_line(line)?;
+            }
         }
         w.flush()?;
     }
-    Ok(done)
+    Ok((done, failed))
 }
 
 fn check_unique_ids(samples: &[Sample]) -> Result<()> {
@@ -159,7 +177,7 @@ pub fn run_knockout(
 ) -> Result<RunTotals> {
     check_unique_ids(&samples)?;
     let out = &settings.out_dir;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = FolderLock::acquire(out)?;
     let manifest = RunManifest {
         model: pkg.manifest.name.clone(),
         num_layers: pkg.manifest.num_layers,
@@ -169,10 +187,19 @@ pub fn run_knockout(
         all_samples: settings.sweep.all_samples,
         masked_rows: settings.sweep.masked_rows,
         flows: settings.flows.clone(),
+        inputs: settings.inputs.clone(),
     };
     let manifest_path = out.join(RUN_FILE);
     match read_manifest(&manifest_path)? {
         Some(old) => {
+            if let Some(why) = manifest.inputs.conflict(&old.inputs) {
+                return Err(Error::Data {
+                    path: manifest_path,
+                    msg: format!(
+                        "refusing to resume: {why}; use another --out, or the same inputs"
+                    ),
+                });
+            }
             if let Some(field) = old.first_difference(&manifest) {
                 return Err(Error::Data {
                     path: manifest_path,
@@ -188,7 +215,7 @@ pub fn run_knockout(
             std::fs::write(&manifest_path, text).map_err(|e| Error::io(&manifest_path, e))?;
         }
     }
-    let done = resume_state(out)?;
+    let (done, failed) = resume_state(out)?;
     let total_samples = samples.len();
     let todo: Vec<(usize, Sample)> = samples
         .into_iter()
@@ -196,6 +223,7 @@ pub fn run_knockout(
         .filter(|(_, s)| !done.contains(&s.id))
         .collect();
     let resumed = total_samples - todo.len();
+    let retried = todo.iter().filter(|(_, s)| failed.contains(&s.id)).count();
 
     let per_sample = settings
         .sweep
@@ -255,11 +283,30 @@ pub fn run_knockout(
         },
     )?;
     progress.finish();
-    totals(out, total_samples, resumed)
+    let totals = totals(out, total_samples, resumed, retried)?;
+    if totals.used == 0 {
+        return Err(Error::NothingScored(if totals.samples == 0 {
+            "the sample list is empty".into()
+        } else if totals.failed > 0 {
+            format!(
+                "{} of {} samples failed (their reasons are in {})",
+                totals.failed,
+                totals.samples,
+                out.join(SAMPLES_FILE).display()
+            )
+        } else {
+            format!(
+                "the model answered all {} samples wrongly and knockouts measure only correctly \
+                 answered ones (--all-samples measures every sample)",
+                totals.samples
+            )
+        }));
+    }
+    Ok(totals)
 }
 
 /// Counts what the folder holds now.
-fn totals(out: &Path, samples: usize, resumed: usize) -> Result<RunTotals> {
+fn totals(out: &Path, samples: usize, resumed: usize, retried: usize) -> Result<RunTotals> {
     let s = read_jsonl::<SampleRecord>(&out.join(SAMPLES_FILE))?.records;
     let records = read_jsonl::<KnockoutRecord>(&out.join(KNOCKOUTS_FILE))?
         .records
@@ -271,6 +318,7 @@ fn totals(out: &Path, samples: usize, resumed: usize) -> Result<RunTotals> {
         used: count(SampleStatus::Used),
         skipped_wrong: count(SampleStatus::SkippedWrong),
         failed: count(SampleStatus::Failed),
+        retried,
         records,
     })
 }

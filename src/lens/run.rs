@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::knockout::{run_baseline, SampleStatus};
 use crate::package::{Package, Projection};
 use crate::prompt::PromptBuilder;
-use crate::report::{mean_interval, write_line_plot, JsonlWriter, LinePlot, Progress, Series};
+use crate::report::{
+    mean_interval, write_line_plot, FolderLock, JsonlWriter, LinePlot, Progress, Series,
+};
 
 pub const LENS_FILE: &str = "lens.jsonl";
 pub const LENS_SAMPLES_FILE: &str = "lens_samples.jsonl";
@@ -168,7 +170,9 @@ pub fn run_lens(
     settings: &LensSettings,
 ) -> Result<Vec<LensRecord>> {
     let out = &settings.out_dir;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = FolderLock::acquire(out)?;
+    let total = samples.len();
+    let mut failures = 0usize;
     let mut rec_w = JsonlWriter::create(&out.join(LENS_FILE))?;
     let mut sample_w = JsonlWriter::create(&out.join(LENS_SAMPLES_FILE))?;
     let progress = Progress::new(samples.len() as u64, "lens", settings.progress);
@@ -198,6 +202,7 @@ pub fn run_lens(
                     if !settings.progress {
                         eprintln!("sample {:?} failed: {msg}", sample.id);
                     }
+                    failures += 1;
                     (SampleStatus::Failed, Some(msg))
                 }
             };
@@ -213,6 +218,21 @@ pub fn run_lens(
         },
     )?;
     progress.finish();
+    if all.is_empty() {
+        return Err(Error::NothingScored(if total == 0 {
+            "the sample list is empty".into()
+        } else if failures > 0 {
+            format!(
+                "{failures} of {total} samples failed (reasons in {})",
+                out.join(LENS_SAMPLES_FILE).display()
+            )
+        } else {
+            format!(
+                "the model answered all {total} samples wrongly and the lens reads only correctly \
+                 answered ones (--all-samples reads every sample)"
+            )
+        }));
+    }
     Ok(all)
 }
 
@@ -235,8 +255,9 @@ pub fn lens_summary_csv(records: &[LensRecord], categories: &[String]) -> String
         let at: Vec<&LensRecord> = records.iter().filter(|r| r.layer == l).collect();
         let t: Vec<f64> = at.iter().map(|r| r.p_true).collect();
         let f: Vec<f64> = at.iter().flat_map(|r| r.p_false.iter().copied()).collect();
+        // Probabilities: intervals clipped to [0, 1].
         let cell = |v: &[f64]| -> [String; 3] {
-            match mean_interval(v) {
+            match mean_interval(v).map(|m| m.clipped(0.0, 1.0)) {
                 Some(m) => {
                     let (lo, hi) = m
                         .interval
@@ -284,21 +305,25 @@ pub fn write_lens_reports(
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| Error::io(&plots, e))?;
     let layers: Vec<usize> = (0..num_layers).collect();
-    let series = |name: &str, values: &dyn Fn(&LensRecord) -> Vec<f64>, scale: f64| Series {
-        name: name.to_string(),
-        points: layers
-            .iter()
-            .filter_map(|&l| {
-                let v: Vec<f64> = records
-                    .iter()
-                    .filter(|r| r.layer == l)
-                    .flat_map(values)
-                    .map(|x| x * scale)
-                    .collect();
-                mean_interval(&v).map(|m| ((l + 1) as f64, m.mean, m.interval))
-            })
-            .collect(),
-    };
+    // `bound`: the largest value a series can take (probabilities in %), to clip its intervals.
+    let series =
+        |name: &str, values: &dyn Fn(&LensRecord) -> Vec<f64>, scale: f64, bound: f64| Series {
+            name: name.to_string(),
+            points: layers
+                .iter()
+                .filter_map(|&l| {
+                    let v: Vec<f64> = records
+                        .iter()
+                        .filter(|r| r.layer == l)
+                        .flat_map(values)
+                        .map(|x| x * scale)
+                        .collect();
+                    mean_interval(&v)
+                        .map(|m| m.clipped(0.0, bound))
+                        .map(|m| ((l + 1) as f64, m.mean, m.interval))
+                })
+                .collect(),
+        };
     let prob = LinePlot {
         title: format!("layer-wise answer probability ({title})"),
         x_label: "layer".into(),
@@ -306,8 +331,8 @@ pub fn write_lens_reports(
         x_range: (0.5, num_layers as f64 + 0.5),
         hline: Some(0.0),
         series: vec![
-            series("true option", &|r| vec![r.p_true], 100.0),
-            series("false option", &|r| r.p_false.clone(), 100.0),
+            series("true option", &|r| vec![r.p_true], 100.0, 100.0),
+            series("false option", &|r| r.p_false.clone(), 100.0, 100.0),
         ],
     };
     let (png, svg) = write_line_plot(&plots.join("lens_option_prob"), &prob)?;
@@ -327,6 +352,7 @@ pub fn write_lens_reports(
                         c,
                         &move |r| vec![r.concept_counts.get(&c2).copied().unwrap_or(0) as f64],
                         1.0,
+                        f64::INFINITY,
                     )
                 })
                 .collect(),

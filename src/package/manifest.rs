@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::prompt::{MAX_OPTIONS, MIN_OPTIONS};
 
 /// The manifest format this build reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,6 +31,10 @@ pub struct Manifest {
     pub rope_dim: usize,
     pub vocab_size: usize,
     pub intermediate_size: usize,
+    /// The longest sequence the model takes, in positions (video tokens included): the HF config's
+    /// `max_position_embeddings`. Longer prompts are refused ([`Manifest::check_sequence_length`])
+    /// rather than run past the positions the model was trained on. At least 1.
+    pub max_positions: usize,
     pub graphs: Graphs,
     pub tokenizer: String,
     pub video: VideoSpec,
@@ -196,14 +201,163 @@ impl Manifest {
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.video.num_frames == 0 || self.video.grid_h == 0 || self.video.grid_w == 0 {
+        if self.max_positions == 0 {
             return Err(bad(
-                "video.num_frames, video.grid_h and video.grid_w must be positive".into(),
+                "max_positions is 0; it must be at least 1 (the HF config's \
+                 max_position_embeddings)"
+                    .into(),
             ));
         }
-        if self.prompt.option_labels.is_empty() {
-            return Err(bad("prompt.option_labels is empty".into()));
+        self.check_video().map_err(bad)?;
+        self.check_special_tokens().map_err(bad)?;
+        self.check_option_labels().map_err(bad)?;
+        Ok(())
+    }
+
+    /// Sizes positive, rescale and std finite and > 0 (pixels are divided by the std), mean finite.
+    fn check_video(&self) -> Result<(), String> {
+        let v = &self.video;
+        for (field, n) in [
+            ("num_frames", v.num_frames),
+            ("frame_height", v.frame_height),
+            ("frame_width", v.frame_width),
+            ("grid_h", v.grid_h),
+            ("grid_w", v.grid_w),
+        ] {
+            if n == 0 {
+                return Err(format!("video.{field} is 0; it must be > 0"));
+            }
+        }
+        if !(v.rescale_factor.is_finite() && v.rescale_factor > 0.0) {
+            return Err(format!(
+                "video.rescale_factor is {}; it must be finite and > 0",
+                v.rescale_factor
+            ));
+        }
+        for (i, &x) in v.image_mean.iter().enumerate() {
+            if !x.is_finite() {
+                return Err(format!(
+                    "video.image_mean[{i}] is {x}; every entry must be finite"
+                ));
+            }
+        }
+        for (i, &x) in v.image_std.iter().enumerate() {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(format!(
+                    "video.image_std[{i}] is {x}; every entry must be finite and > 0 (pixel \
+                     values are divided by it)"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Every special token id set is a row of the vocabulary.
+    fn check_special_tokens(&self) -> Result<(), String> {
+        let t = &self.special_tokens;
+        let ids = [
+            ("video_token_id", Some(t.video_token_id)),
+            ("bos_token_id", t.bos_token_id),
+            ("eos_token_id", t.eos_token_id),
+            ("pad_token_id", t.pad_token_id),
+        ];
+        for (field, id) in ids {
+            if let Some(id) = id {
+                if id < 0 || id as u64 >= self.vocab_size as u64 {
+                    return Err(format!(
+                        "special_tokens.{field} is {id}, outside the vocabulary: ids must be 0 to \
+                         {} (vocab_size {})",
+                        self.vocab_size.saturating_sub(1),
+                        self.vocab_size
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// As many labels as a question may have options, none empty, no two alike.
+    fn check_option_labels(&self) -> Result<(), String> {
+        let labels = &self.prompt.option_labels;
+        if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&labels.len()) {
+            return Err(format!(
+                "prompt.option_labels has {} labels {labels:?}; a question has {MIN_OPTIONS} to \
+                 {MAX_OPTIONS} options, so {MIN_OPTIONS} to {MAX_OPTIONS} labels are expected",
+                labels.len()
+            ));
+        }
+        for (j, label) in labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                return Err(format!(
+                    "prompt.option_labels[{j}] is {label:?}; a label must not be blank"
+                ));
+            }
+            if let Some(i) = labels[..j].iter().position(|l| l == label) {
+                return Err(format!(
+                    "prompt.option_labels repeats {label:?} (entries {i} and {j}) in {labels:?}; \
+                     every label must be distinct, or two options would share one answer"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a sequence of `seq_len` positions (video tokens included) longer than the model
+    /// takes (`max_positions`).
+    pub fn check_sequence_length(&self, seq_len: usize) -> Result<()> {
+        if seq_len > self.max_positions {
+            return Err(Error::Input(format!(
+                "the prompt is {seq_len} tokens; {} takes at most {} positions (model.yaml \
+                 max_positions)",
+                self.name, self.max_positions
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Manifest {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny/model.yaml");
+        Manifest::from_file(&path).expect("the tiny manifest parses")
+    }
+
+    #[test]
+    fn sequence_length_is_checked_against_max_positions() {
+        let m = tiny();
+        assert_eq!(m.max_positions, 512);
+        m.check_sequence_length(1).unwrap();
+        m.check_sequence_length(512).unwrap();
+        let msg = m.check_sequence_length(120003).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid input: the prompt is 120003 tokens; tiny-llava-next-video takes at most 512 \
+             positions (model.yaml max_positions)"
+        );
+        assert!(m.check_sequence_length(513).is_err());
+    }
+
+    #[test]
+    fn max_positions_zero_is_refused() {
+        let mut m = tiny();
+        m.max_positions = 0;
+        let msg = m.check(Path::new("model.yaml")).unwrap_err().to_string();
+        assert!(msg.contains("max_positions is 0"), "{msg}");
+    }
+
+    #[test]
+    fn option_label_counts_outside_the_option_range_are_refused() {
+        for n in [1, MAX_OPTIONS + 1] {
+            let mut m = tiny();
+            m.prompt.option_labels = (0..n).map(|i| format!("L{i}")).collect();
+            let msg = m.check(Path::new("model.yaml")).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("prompt.option_labels has {n} labels")),
+                "{msg}"
+            );
+        }
     }
 }

@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 
 pub use graph::{Graph, Input};
 pub use manifest::Manifest;
+pub use validate::PromptCheck;
 
 use crate::error::{Error, Result};
+use crate::prompt::PromptBuilder;
 use crate::runtime::RuntimeOptions;
 
 /// Which projection turns a hidden state into logits (the logit-lens modes).
@@ -53,11 +55,16 @@ pub struct Package {
     pub head_norm: Graph,
     pub head_lm: Graph,
     pub head_embed: Graph,
+    /// The prompt builder of the deep check (its tokenizer loaded once, at open).
+    prompt: PromptBuilder,
+    /// What the deep check at open verified.
+    pub prompt_check: PromptCheck,
 }
 
 impl Package {
-    /// Opens every graph (the attention-weights variants lazily) and checks each one against the
-    /// manifest.
+    /// Checks the manifest, runs the deep check (the tokenizer loads and the prompt template
+    /// renders and tokenizes: [`validate::prompt`]), then opens every graph (the attention-weights
+    /// variants lazily) and checks each one against the manifest.
     pub fn open(dir: &Path, opts: &RuntimeOptions) -> Result<Package> {
         let manifest_path = dir.join("model.yaml");
         if !dir.is_dir() {
@@ -77,6 +84,7 @@ impl Package {
                 msg: format!("tokenizer file {} does not exist", tokenizer.display()),
             });
         }
+        let (prompt, prompt_check) = validate::prompt(&manifest, &manifest_path, &tokenizer)?;
         let open = |file: &str, expected| -> Result<Graph> {
             let g = Graph::open(&dir.join(file), opts)?;
             validate::check(&g, expected)?;
@@ -116,6 +124,8 @@ impl Package {
             head_norm,
             head_lm,
             head_embed,
+            prompt,
+            prompt_check,
             manifest,
         })
     }
@@ -130,6 +140,16 @@ impl Package {
 
     pub fn num_layers(&self) -> usize {
         self.manifest.num_layers
+    }
+
+    /// The package's prompt builder, as the deep check at open built and verified it.
+    pub fn prompt_builder(&self) -> &PromptBuilder {
+        &self.prompt
+    }
+
+    /// Refuses a sequence longer than the model takes (see [`Manifest::check_sequence_length`]).
+    pub fn check_sequence_length(&self, seq_len: usize) -> Result<()> {
+        self.manifest.check_sequence_length(seq_len)
     }
 
     pub fn head(&self, projection: Projection) -> &Graph {

@@ -1,6 +1,9 @@
 //! Checks a package's graphs against its manifest before anything runs, so that an export bug
 //! shows up as "layer_03.onnx: input `mask` has rank 3, expected 4" rather than a shape error deep
-//! inside ONNX Runtime.
+//! inside ONNX Runtime; and checks that the tokenizer and the prompt template work together (the
+//! deep check, [`prompt`]), so that a package that cannot answer is refused when it is opened.
+
+use std::path::Path;
 
 use ort::value::TensorElementType;
 
@@ -8,6 +11,7 @@ use super::graph::{Graph, Port};
 use super::names::*;
 use super::Manifest;
 use crate::error::{Error, Result};
+use crate::prompt::{load_tokenizer, PromptBuilder, MAX_OPTIONS, MIN_OPTIONS};
 
 /// One expected dimension.
 #[derive(Debug, Clone, Copy)]
@@ -207,4 +211,150 @@ fn check_ports(graph: &Graph, kind: &str, actual: &[Port], expected: &[Spec]) ->
         )));
     }
     Ok(())
+}
+
+/// The question and options of the sample prompts the deep check renders.
+const SAMPLE_QUESTION: &str = "What happens in the video?";
+const SAMPLE_OPTIONS: [&str; MAX_OPTIONS] = [
+    "the man opens the door",
+    "the woman closes the box",
+    "the dog runs to the left",
+    "the cat jumps up",
+    "nothing happens",
+    "the car turns right",
+    "the ball falls down",
+    "the robot waves",
+];
+const MINIMAL_QUESTION: &str = "Why?";
+const MINIMAL_OPTIONS: [&str; MIN_OPTIONS] = ["yes", "no"];
+
+/// What the deep check at open verified (`vidflow info` prints it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptCheck {
+    /// Entries of `tokenizer.json`, added tokens included (at most `vocab_size`).
+    pub tokenizer_size: usize,
+    /// Per entry of `prompt.option_labels`, the one token id that answers it.
+    pub option_token_ids: Vec<i64>,
+    /// Positions of the sample prompt: a question with one option per label, and the video.
+    pub sample_seq_len: usize,
+    /// Positions of the shortest prompt (a one-word question, 2 one-word options) and the video.
+    pub minimal_seq_len: usize,
+}
+
+impl PromptCheck {
+    /// What was verified, in a few lines for `vidflow info`.
+    pub fn summary(&self, m: &Manifest) -> Vec<String> {
+        vec![
+            format!(
+                "{} loads: {} tokens, within vocab_size {}",
+                m.tokenizer, self.tokenizer_size, m.vocab_size
+            ),
+            format!(
+                "the prompt renders and tokenizes: {:?} is video_token_id {}, once; labels {} are \
+                 {} distinct single tokens after {:?} (ids {:?})",
+                m.prompt.video_placeholder,
+                m.special_tokens.video_token_id,
+                m.prompt.option_labels.join(""),
+                self.option_token_ids.len(),
+                m.prompt.answer_prefix,
+                self.option_token_ids
+            ),
+            format!(
+                "the shortest prompt takes {} of max_positions {}; special token ids < vocab_size; \
+                 video sizes > 0, rescale_factor and image_std finite and > 0, image_mean finite",
+                self.minimal_seq_len, m.max_positions
+            ),
+        ]
+    }
+}
+
+/// The deep check: the tokenizer loads and fits the vocabulary, and the prompt template renders
+/// and tokenizes as the runtime will use it: through [`PromptBuilder::layout`], which finds the
+/// video placeholder as the one `video_token_id` and the token that answers each option label.
+/// Each label must be exactly that one token, and the shortest prompt must fit `max_positions`.
+/// Returns the builder (the tokenizer loaded once) and what was verified.
+pub fn prompt(
+    m: &Manifest,
+    manifest_path: &Path,
+    tokenizer_path: &Path,
+) -> Result<(PromptBuilder, PromptCheck)> {
+    let tokenizer = load_tokenizer(tokenizer_path)?;
+    let tokenizer_size = tokenizer.get_vocab_size(true);
+    if tokenizer_size > m.vocab_size {
+        return Err(Error::Tokenizer {
+            path: tokenizer_path.to_path_buf(),
+            msg: format!(
+                "has {tokenizer_size} tokens, but the manifest's vocab_size is {}; every token id \
+                 must be a row of the embedding",
+                m.vocab_size
+            ),
+        });
+    }
+    let builder = PromptBuilder::with_tokenizer(
+        &m.prompt,
+        &m.special_tokens,
+        &m.video,
+        tokenizer,
+        tokenizer_path,
+    )?;
+    let bad = |msg: String| Error::Manifest {
+        path: manifest_path.to_path_buf(),
+        msg,
+    };
+    let n = m.prompt.option_labels.len().min(MAX_OPTIONS);
+    let sample = builder
+        .layout(SAMPLE_QUESTION, &SAMPLE_OPTIONS[..n], None)
+        .map_err(|e| {
+            bad(format!(
+                "the prompt template does not tokenize (sample question with {n} options): {e}"
+            ))
+        })?;
+    for (j, (label, &id)) in m
+        .prompt
+        .option_labels
+        .iter()
+        .zip(&sample.option_token_ids)
+        .enumerate()
+    {
+        let text = builder
+            .tokenizer()
+            .decode(&[id as u32], false)
+            .map_err(|e| Error::Tokenizer {
+                path: tokenizer_path.to_path_buf(),
+                msg: format!("cannot decode token id {id}: {e}"),
+            })?;
+        if text.trim() != label.as_str() {
+            return Err(bad(format!(
+                "prompt.option_labels[{j}] {label:?} is not one token after the answer prefix \
+                 {:?}: the token that would answer it is id {id}, {text:?}; every label must \
+                 encode to exactly one token there",
+                m.prompt.answer_prefix
+            )));
+        }
+    }
+    let minimal = builder
+        .layout(MINIMAL_QUESTION, &MINIMAL_OPTIONS, None)
+        .map_err(|e| {
+            bad(format!(
+                "the prompt template does not tokenize (minimal question with 2 options): {e}"
+            ))
+        })?;
+    if minimal.seq_len > m.max_positions {
+        return Err(bad(format!(
+            "max_positions is {}, but the shortest prompt (a one-word question, 2 one-word \
+             options and {} video tokens) is already {} positions; no question would fit",
+            m.max_positions,
+            m.video.num_video_tokens(),
+            minimal.seq_len
+        )));
+    }
+    let check = PromptCheck {
+        tokenizer_size,
+        option_token_ids: sample.option_token_ids,
+        sample_seq_len: sample.seq_len,
+        minimal_seq_len: minimal.seq_len,
+    };
+    // Kept for the package with the limit `PromptBuilder::new` sets (the checks above ran without
+    // it, so that a too small max_positions is reported as such).
+    Ok((builder.with_max_positions(m.max_positions), check))
 }

@@ -263,6 +263,13 @@ impl Pathways {
             };
             return Ok(Pathways::Random(RandomBlocking::new(ratio, seed)?));
         }
+        if arg.trim().is_empty() {
+            return Err(Error::Input(
+                "no pathway config named: expected the path of a YAML config (pathways:FILE) or \
+                 random:RATIO[:SEED]"
+                    .into(),
+            ));
+        }
         PathwayConfig::from_file(Path::new(arg)).map(Pathways::Config)
     }
 

@@ -29,6 +29,10 @@ pub struct SequenceGroups {
     named: BTreeMap<String, Vec<usize>>,
 }
 
+/// The longest shape-only layout built before the model's own `max_positions` is checked: the
+/// spans are lists of positions, so a typed `frames=100000x12x12` must not allocate them.
+pub const MAX_LAYOUT_POSITIONS: usize = 1 << 20;
+
 fn span(start: usize, len: usize) -> Vec<usize> {
     (start..start + len).collect()
 }
@@ -155,11 +159,22 @@ impl SequenceGroups {
             },
         };
 
-        let per_frame = grid_h * grid_w;
+        // Checked: numbers typed on the command line can overflow the sum.
+        let overflow = || bad("the layout's length overflows".into());
+        let per_frame = grid_h.checked_mul(grid_w).ok_or_else(overflow)?;
         let first_video = system;
-        let q0 = first_video + num_frames * per_frame;
-        let t0 = q0 + question;
-        let seq_len = t0 + template;
+        let q0 = num_frames
+            .checked_mul(per_frame)
+            .and_then(|v| v.checked_add(first_video))
+            .ok_or_else(overflow)?;
+        let t0 = q0.checked_add(question).ok_or_else(overflow)?;
+        let seq_len = t0.checked_add(template).ok_or_else(overflow)?;
+        if seq_len > MAX_LAYOUT_POSITIONS {
+            return Err(bad(format!(
+                "{seq_len} positions; a layout holds at most {MAX_LAYOUT_POSITIONS} (more than \
+                 any model's context, and its masks would not fit in memory)"
+            )));
+        }
         let opt0 = t0 - options.0 * options.1;
         let frames: Vec<Vec<usize>> = (0..num_frames)
             .map(|i| span(first_video + i * per_frame, per_frame))

@@ -21,6 +21,9 @@ pub struct ModelShape {
     /// Width of the gated MLP (gate, up and down projections).
     pub intermediate_size: usize,
     pub vocab_size: usize,
+    /// The longest sequence the model takes (the HF config's `max_position_embeddings`): longer
+    /// layouts are refused before anything the size of the sequence squared is built.
+    pub max_positions: usize,
     pub video: VideoGrid,
 }
 
@@ -48,6 +51,7 @@ impl ModelShape {
             ("head_dim", shape.head_dim),
             ("intermediate_size", shape.intermediate_size),
             ("vocab_size", shape.vocab_size),
+            ("max_positions", shape.max_positions),
             ("video.num_frames", shape.video.num_frames),
             ("video.grid_h", shape.video.grid_h),
             ("video.grid_w", shape.video.grid_w),
@@ -81,12 +85,24 @@ impl ModelShape {
             head_dim: m.head_dim,
             intermediate_size: m.intermediate_size,
             vocab_size: m.vocab_size,
+            max_positions: m.max_positions,
             video: VideoGrid {
                 num_frames: m.video.num_frames,
                 grid_h: m.video.grid_h,
                 grid_w: m.video.grid_w,
             },
         }
+    }
+
+    /// Refuses a sequence longer than the model's positions.
+    pub fn check_sequence_length(&self, seq_len: usize) -> Result<()> {
+        if seq_len > self.max_positions {
+            return Err(Error::Input(format!(
+                "the layout is {seq_len} positions long; {} takes at most {} (max_positions)",
+                self.name, self.max_positions
+            )));
+        }
+        Ok(())
     }
 
     /// `(frames, grid_h, grid_w)`, the default of a shape-only layout.

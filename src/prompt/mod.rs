@@ -172,7 +172,13 @@ pub struct PromptBuilder {
     tokens_per_frame: usize,
     tokenizer: Tokenizer,
     tokenizer_path: PathBuf,
+    /// The model's positions (manifest `max_positions`): longer layouts are refused.
+    max_positions: Option<usize>,
 }
+
+/// Prompt text longer than this many bytes per model position is refused before it is tokenized
+/// (tokens average about 4 bytes; tokenizing megabytes of text costs gigabytes).
+const MAX_BYTES_PER_POSITION: usize = 32;
 
 impl std::fmt::Debug for PromptBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,12 +221,19 @@ impl PromptBuilder {
     /// The builder for a package: the manifest's prompt, special tokens and video token grid, and
     /// the tokenizer file named by the manifest, relative to `package_dir`.
     pub fn new(manifest: &Manifest, package_dir: &Path) -> Result<PromptBuilder> {
-        PromptBuilder::from_parts(
+        Ok(PromptBuilder::from_parts(
             &manifest.prompt,
             &manifest.special_tokens,
             &manifest.video,
             &package_dir.join(&manifest.tokenizer),
-        )
+        )?
+        .with_max_positions(manifest.max_positions))
+    }
+
+    /// Refuse layouts longer than `n` positions (the model's `max_positions`).
+    pub fn with_max_positions(mut self, n: usize) -> PromptBuilder {
+        self.max_positions = Some(n);
+        self
     }
 
     pub fn from_parts(
@@ -256,6 +269,7 @@ impl PromptBuilder {
             tokens_per_frame: video.tokens_per_frame(),
             tokenizer,
             tokenizer_path: tokenizer_path.to_path_buf(),
+            max_positions: None,
         })
     }
 
@@ -309,6 +323,18 @@ impl PromptBuilder {
             }
         }
         let rendered = self.render(question, options)?;
+        if let Some(max) = self.max_positions {
+            let limit = max.saturating_mul(MAX_BYTES_PER_POSITION);
+            if rendered.text.len() > limit {
+                return Err(Error::Prompt(format!(
+                    "the prompt text is {} bytes (question {} bytes, options {} bytes); the model \
+                     takes {max} positions, so at most {limit} bytes are accepted",
+                    rendered.text.len(),
+                    question.len(),
+                    options.iter().map(|o| o.len()).sum::<usize>()
+                )));
+            }
+        }
         let enc = self.encode(&rendered.text)?;
         let ids = enc.get_ids();
         let offsets: Vec<Range<usize>> = enc.get_offsets().iter().map(|&(s, e)| s..e).collect();
@@ -326,6 +352,16 @@ impl PromptBuilder {
         let placeholder_index = ph + bos;
         let n_video = self.num_frames * self.tokens_per_frame;
         let seq_len = input_ids.len() - 1 + n_video;
+        if let Some(max) = self.max_positions {
+            if seq_len > max {
+                return Err(Error::Prompt(format!(
+                    "the prompt is {seq_len} positions ({} text tokens and {n_video} video \
+                     tokens); the model takes at most {max} (model.yaml max_positions): shorten \
+                     the question or options, or use fewer frames",
+                    input_ids.len() - 1
+                )));
+            }
+        }
 
         let mut g = TokenGroups {
             system: (0..placeholder_index).collect(),

@@ -1,17 +1,21 @@
 //! Run outputs (design.md §6): JSONL records, summary CSV with 95% intervals, line plots (PNG and
 //! SVG), progress bars.
 
+pub mod identity;
 pub mod jsonl;
 pub mod knockout_report;
+pub mod lock;
 pub mod plot;
 pub mod progress;
 pub mod stats;
 pub mod summary;
 
+pub use identity::{digest_file, InputDigests};
 pub use jsonl::{read_jsonl, JsonlContents, JsonlWriter};
 pub use knockout_report::{
     write_knockout_reports, ReportFiles, PLOTS_DIR, SAMPLES_SUMMARY_FILE, SUMMARY_FILE,
 };
+pub use lock::{FolderLock, LOCK_FILE};
 pub use plot::{write_line_plot, LinePlot, Point, Series};
 pub use progress::Progress;
 pub use stats::{mean_interval, t_quantile_975, MeanInterval};

@@ -10,6 +10,17 @@ pub struct MeanInterval {
     pub interval: Option<(f64, f64)>,
 }
 
+impl MeanInterval {
+    /// The interval cut to `[lo, hi]`: the t interval of values that lie in a bounded range (a
+    /// probability) can reach past it, and a reader should not see a probability below 0.
+    pub fn clipped(self, lo: f64, hi: f64) -> MeanInterval {
+        MeanInterval {
+            interval: self.interval.map(|(a, b)| (a.max(lo), b.min(hi))),
+            ..self
+        }
+    }
+}
+
 pub fn mean_interval(values: &[f64]) -> Option<MeanInterval> {
     let n = values.len();
     if n == 0 {

@@ -94,12 +94,46 @@ impl Default for SynthConfig {
     }
 }
 
+/// Largest frame side, frames per video, and bytes of frames held in memory at once.
+const MAX_SIZE: u32 = 1024;
+const MAX_FRAMES: usize = 4096;
+const MAX_BUFFER_BYTES: u64 = 1 << 30;
+
 impl SynthConfig {
     fn check(&self) -> Result<()> {
-        if self.size < 32 || self.size % 2 == 1 {
+        if self.size < 32 || self.size > MAX_SIZE || self.size % 2 == 1 {
             return Err(Error::Input(format!(
-                "frame size {}: expected an even size of at least 32",
+                "frame size {}: expected an even size from 32 to {MAX_SIZE}",
                 self.size
+            )));
+        }
+        if self.frames > MAX_FRAMES {
+            return Err(Error::Input(format!(
+                "{} frames: at most {MAX_FRAMES} per video",
+                self.frames
+            )));
+        }
+        // One video's frames are held in memory while it is encoded, and --dump-frames holds every
+        // dumped frame of a task: estimate both before anything is drawn.
+        let frame = 3 * self.size as u64 * self.size as u64;
+        let video = frame * self.frames as u64;
+        let dump = self.dump_frames.map_or(0, |f| {
+            (frame * f as u64).saturating_mul(self.per_task as u64)
+        });
+        if video.max(dump) > MAX_BUFFER_BYTES {
+            let dumped = if dump > 0 {
+                format!(", {} dumped per task", dump / frame)
+            } else {
+                String::new()
+            };
+            return Err(Error::Input(format!(
+                "{} MB of frames would be held in memory ({}x{} pixels, {} per video{dumped}); \
+                 at most {} MB: use fewer or smaller frames",
+                video.max(dump) >> 20,
+                self.size,
+                self.size,
+                self.frames,
+                MAX_BUFFER_BYTES >> 20
             )));
         }
         if self.frames < 8 {
