@@ -362,3 +362,49 @@ pub fn write_lens_reports(
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(p_true: f64, p_false: f64) -> LensRecord {
+        LensRecord {
+            sample_id: "s".into(),
+            task: None,
+            layer: 0,
+            layer_1: 1,
+            projection: "norm_head".into(),
+            p_true,
+            p_false: vec![p_false],
+            p_pred: p_true,
+            top1_token: 0,
+            top1_answer: "A".into(),
+            top1_prob: p_true,
+            base_correct: true,
+            concept_counts: BTreeMap::new(),
+            top_video_tokens: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn probability_intervals_stay_inside_0_and_1() {
+        // Mean 0.3, sd 0.52 over 3 values: the t interval (t = 4.303) is 0.3 ± 1.29.
+        let recs = [record(0.0, 1.0), record(0.0, 1.0), record(0.9, 0.999)];
+        let csv = lens_summary_csv(&recs, &[]);
+        let row: Vec<f64> = csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let (mean_t, lo_t, hi_t, mean_f, lo_f, hi_f) =
+            (row[3], row[4], row[5], row[6], row[7], row[8]);
+        assert!((mean_t - 0.3).abs() < 1e-6, "{csv}");
+        assert_eq!((lo_t, hi_t), (0.0, 1.0), "{csv}");
+        assert!(
+            (mean_f - 0.999667).abs() < 1e-6 && hi_f == 1.0 && lo_f < mean_f,
+            "{csv}"
+        );
+    }
+}
