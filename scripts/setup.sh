@@ -5,7 +5,8 @@
 #                      building against them), ONNX Runtime's shared library unpacked from the
 #                      onnxruntime wheel into .ort/lib, and the release binary. No PyTorch.
 #   setup.sh all       the runtime, plus the Python environment of export/ (PyTorch, transformers,
-#                      ...) in .venv, which `make test` and the exporters need.
+#                      ...) in .venv, which `make test` and the exporters need, and Debian's
+#                      slurm-wlm and munge for the Slurm test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ esac
 
 ORT_VERSION=1.31.1
 APT_PKGS="libavformat-dev libavcodec-dev libavutil-dev libswscale-dev clang libclang-dev pkg-config ffmpeg"
+# `make test` also runs `vidflow slurm` on a one-node Slurm cluster (tests/slurm.rs).
+if [ "$what" = all ]; then
+  APT_PKGS="$APT_PKGS slurm-wlm munge"
+fi
 
 need_apt=0
 for p in $APT_PKGS; do

@@ -32,6 +32,8 @@ fn maps_add_up_and_knockouts_empty_the_blocked_layers() {
         out_dir: "unused".into(),
         workers: 1,
         progress: false,
+        inputs: Default::default(),
+        shard: None,
     };
     let recs = attention_sample(&pkg, &samples[0], &inputs, &settings).unwrap();
     assert_eq!(recs.len(), 8);

@@ -65,6 +65,8 @@ fn write_run(dir: &Path) {
         masked_rows: Default::default(),
         flows: flows.clone(),
         inputs: Default::default(),
+        shard: None,
+        missing_shards: Vec::new(),
     };
     std::fs::write(dir.join("run.json"), serde_json::to_string(&run).unwrap()).unwrap();
     let mut lines = String::new();

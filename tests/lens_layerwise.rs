@@ -63,6 +63,8 @@ fn layerwise_option_probabilities_and_video_top1_match_pytorch() {
             out_dir: "unused".into(),
             workers: 1,
             progress: false,
+            inputs: Default::default(),
+            shard: None,
         };
         let records = lens_sample(&pkg, &builder, &sample, &inputs, &settings)
             .unwrap()

@@ -131,11 +131,12 @@ fn a_folder_being_written_refuses_every_other_writer_and_names_the_holder() {
         c.arg("--out").arg(&held);
         cmds.push((name, c));
     }
+    // A folder that looks like an eval shard: the output's lock is checked before the shard.
+    let shard = tmp.path().join("shard");
+    std::fs::create_dir_all(&shard).unwrap();
+    std::fs::write(shard.join("settings.json"), "{}").unwrap();
     let mut merge = vidflow();
-    merge
-        .args(["merge", "--out"])
-        .arg(&held)
-        .arg(tmp.path().join("nothing"));
+    merge.args(["merge", "--out"]).arg(&held).arg(&shard);
     cmds.push(("merge", merge));
     let mut demo = vidflow();
     demo.args(["demo", "--quiet", "--out"]).arg(&held);

@@ -3,10 +3,13 @@
 
 pub mod heatmap;
 pub mod maps;
+pub mod merge;
 pub mod run;
 
 pub use heatmap::{write_heatmaps, Panel};
 pub use maps::{attention_maps, AttentionMap, MapKnockout, VideoGrid};
+pub use merge::merge_attention_runs;
 pub use run::{
-    attention_sample, run_attention, AttentionRecord, AttentionSettings, ATTENTION_FILE,
+    attention_sample, run_attention, AttentionRecord, AttentionRun, AttentionSettings,
+    ATTENTION_FILE, ATTENTION_RUN_FILE,
 };

@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::knockout::{Flow, ResolvedFlow};
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
-use crate::report::{FolderLock, JsonlWriter, Progress};
+use crate::report::{
+    clear_finished, mark_finished, select_shard, FolderLock, InputDigests, JsonlWriter, Progress,
+    Shard,
+};
 
 pub const ATTENTION_FILE: &str = "attention.jsonl";
 
@@ -51,6 +54,47 @@ pub struct AttentionSettings {
     pub out_dir: PathBuf,
     pub workers: usize,
     pub progress: bool,
+    /// What the run reads (package, data, flows file), recorded in `attention_run.json`.
+    pub inputs: InputDigests,
+    /// Run only shard `(k, n)` of the samples.
+    pub shard: Option<Shard>,
+}
+
+pub const ATTENTION_RUN_FILE: &str = "attention_run.json";
+
+/// `attention_run.json`: what an attention folder was made with, for `vidflow merge`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttentionRun {
+    pub model: String,
+    pub query: String,
+    pub layers: Vec<usize>,
+    /// The knocked-out flow and its layers, if any.
+    pub knockout: Option<(String, Vec<usize>)>,
+    pub inputs: InputDigests,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<usize>,
+}
+
+impl AttentionRun {
+    pub fn read(dir: &std::path::Path) -> Result<Option<AttentionRun>> {
+        let path = dir.join(ATTENTION_RUN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
+                path,
+                msg: format!("not an attention run record: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub fn write(&self, dir: &std::path::Path) -> Result<()> {
+        let path = dir.join(ATTENTION_RUN_FILE);
+        let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
 }
 
 fn records(
@@ -126,7 +170,8 @@ pub fn attention_sample(
     Ok(out)
 }
 
-fn file_safe(s: &str) -> String {
+/// A sample id as a file name (heatmaps/<this>.png).
+pub fn file_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -163,6 +208,21 @@ pub fn run_attention(
 ) -> Result<Vec<PathBuf>> {
     let out = &settings.out_dir;
     let _lock = FolderLock::acquire(out)?;
+    clear_finished(out)?;
+    AttentionRun {
+        model: pkg.manifest.name.clone(),
+        query: settings.query.clone(),
+        layers: settings.layers.clone(),
+        knockout: settings
+            .knockout
+            .as_ref()
+            .map(|(f, l)| (f.name.clone(), l.clone())),
+        inputs: settings.inputs.clone(),
+        shard: settings.shard,
+        missing_shards: Vec::new(),
+    }
+    .write(out)?;
+    let samples = select_shard(samples, settings.shard);
     let total = samples.len();
     let mut first_failure: Option<String> = None;
     let heat_dir = out.join("heatmaps");
@@ -215,6 +275,7 @@ pub fn run_attention(
         },
     )?;
     progress.finish();
+    mark_finished(out, total)?;
     if files.is_empty() {
         return Err(Error::NothingScored(match first_failure {
             None => "the sample list is empty".into(),

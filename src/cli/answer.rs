@@ -176,15 +176,18 @@ fn answer_list(
     for b in &data.bad {
         writeln!(err, "skipped {}: {}", b.id, b.reason)?;
     }
+    // Nothing to score is exit status 2, as in `vidflow eval` (vidflow::Error::NothingScored).
     if data.samples.is_empty() {
-        if data.bad.is_empty() {
-            bail!("{}: the sample list is empty", path.display());
-        }
-        bail!(
-            "{}: none of its {} records can be used (each is named above)",
-            path.display(),
-            data.bad.len()
-        );
+        return Err(vidflow::Error::NothingScored(if data.bad.is_empty() {
+            format!("{}: the sample list is empty", path.display())
+        } else {
+            format!(
+                "{}: none of its {} records can be used (each is named above)",
+                path.display(),
+                data.bad.len()
+            )
+        })
+        .into());
     }
     let samples = data.samples;
     let total = samples.len();
@@ -245,6 +248,14 @@ fn answer_list(
     }
     for f in &failed {
         writeln!(err, "skipped {f}")?;
+    }
+    if scored == 0 {
+        return Err(vidflow::Error::NothingScored(format!(
+            "{}: none of its {total} samples could be answered; the first, {}",
+            path.display(),
+            failed.first().map_or("", String::as_str)
+        ))
+        .into());
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use vidflow::knockout::{
 };
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
+use vidflow::report::{parse_shard, InputDigests};
 
 use super::runtime_args::RuntimeArgs;
 
@@ -50,6 +51,9 @@ pub struct Args {
     /// Threads decoding videos ahead of the engine.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Run shard K of N of the samples (1-based), e.g. 2/4; join the shards with `vidflow merge`.
+    #[arg(long)]
+    shard: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -113,6 +117,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         workers: args.workers.max(1),
         progress: !args.quiet,
+        inputs: InputDigests::for_run(
+            &args.model,
+            &args.data.parse()?,
+            &args
+                .flows
+                .iter()
+                .map(|f| ("flows", f.as_path()))
+                .collect::<Vec<_>>(),
+        )?,
+        shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let files = run_attention(&pkg, builder, samples, &settings)?;
     println!("records  {}", args.out.join(ATTENTION_FILE).display());

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use vidflow::cluster::{self, MergeOutcome};
 use vidflow::data::{self, DataSpec};
 use vidflow::eval::{self, EvalMode, EvalSettings, Summary};
 use vidflow::package::Package;
@@ -55,7 +56,7 @@ pub struct MergeArgs {
     /// Folder for the merged run.
     #[arg(long)]
     out: PathBuf,
-    /// Output folders of the shards.
+    /// Output folders of the shards (of an eval, knockout, lens or attention run).
     #[arg(required = true)]
     shards: Vec<PathBuf>,
     /// Merge even though some shards of the run are missing (recorded in the merged settings.json).
@@ -93,8 +94,16 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
 
 pub fn run_merge(a: MergeArgs) -> anyhow::Result<()> {
     let dirs: Vec<&std::path::Path> = a.shards.iter().map(PathBuf::as_path).collect();
-    let summary = eval::merge_runs(&dirs, &a.out, a.partial)?;
-    print_summary(&summary);
+    match cluster::merge(&dirs, &a.out, a.partial)? {
+        MergeOutcome::Eval(summary) => print_summary(&summary),
+        MergeOutcome::Knockout { samples, reports } => {
+            println!("{samples} samples");
+            println!("summary  {}", reports.summary.display());
+        }
+        MergeOutcome::Lens { files } | MergeOutcome::Attention { files } => {
+            println!("{} files written", files.len());
+        }
+    }
     println!("merged {} shards into {}", dirs.len(), a.out.display());
     Ok(())
 }

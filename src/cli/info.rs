@@ -16,6 +16,16 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pkg = Package::open(&args.package, &args.runtime.options()?)?;
+    // Opening checks the attention-weights variants lazily; `info` says they all match, so it
+    // checks them here.
+    for l in 0..pkg.num_layers() {
+        pkg.layer_attn(l)?;
+    }
+    // The vision graph's token count per frame is dynamic in its signature: one blank frame shows
+    // whether it is the manifest's grid_h x grid_w.
+    let v = &pkg.manifest.video;
+    let frame = ndarray::Array4::<f32>::zeros((1, 3, v.frame_height, v.frame_width));
+    vidflow::engine::encode_video(&pkg, frame.view())?;
     let m = &pkg.manifest;
     let v = &m.video;
     println!("package      {}", args.package.display());

@@ -13,7 +13,7 @@ use vidflow::knockout::{
 use vidflow::mask::MaskedRows;
 use vidflow::package::Package;
 use vidflow::prompt::PromptBuilder;
-use vidflow::report::{write_knockout_reports, InputDigests};
+use vidflow::report::{parse_shard, write_knockout_reports, InputDigests};
 
 use super::runtime_args::RuntimeArgs;
 
@@ -63,6 +63,9 @@ pub struct Args {
     /// published reference) or zero (no attention output)
     #[arg(long, default_value = "uniform")]
     masked_rows: MaskedRows,
+    /// Run shard K of N of the samples (1-based), e.g. 2/4; join the shards with `vidflow merge`.
+    #[arg(long)]
+    shard: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -127,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|f| ("flows", f.as_path()))
                 .collect::<Vec<_>>(),
         )?,
+        shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let totals = run_knockout(&pkg, builder, samples, &settings)?;
     let reports = write_knockout_reports(&args.out)

@@ -7,6 +7,7 @@ use vidflow::data::load_for_command;
 use vidflow::lens::{load_keywords, run_lens, write_lens_reports, LensSettings, LENS_FILE};
 use vidflow::package::{Package, Projection};
 use vidflow::prompt::PromptBuilder;
+use vidflow::report::{parse_shard, select_shard, InputDigests};
 
 use super::runtime_args::RuntimeArgs;
 
@@ -34,6 +35,9 @@ pub struct Args {
     /// Threads decoding videos ahead of the engine.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Run shard K of N of the samples (1-based), e.g. 2/4; join the shards with `vidflow merge`.
+    #[arg(long)]
+    shard: Option<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -56,9 +60,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         workers: args.workers.max(1),
         progress: !args.quiet,
+        inputs: InputDigests::for_run(
+            &args.model,
+            &args.data.parse()?,
+            &args
+                .keywords
+                .iter()
+                .map(|f| ("keywords", f.as_path()))
+                .collect::<Vec<_>>(),
+        )?,
+        shard: args.shard.as_deref().map(parse_shard).transpose()?,
     };
     let samples = load_for_command(&args.data)?;
-    let n = samples.len();
+    let n = select_shard(samples.clone(), settings.shard).len();
     let records = run_lens(&pkg, builder, samples, &settings)?;
     let title = format!("{}, {}", pkg.manifest.name, args.projection);
     let files = write_lens_reports(

@@ -11,6 +11,7 @@ mod knockout;
 mod lens;
 mod plan;
 mod runtime_args;
+mod slurm;
 mod synth;
 
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ enum Command {
     Answer(answer::Args),
     /// Evaluate VideoQA accuracy on a TVBench, TOMATO or JSON dataset (resumable, shardable).
     Eval(eval::EvalArgs),
-    /// Join the output folders of the shards of one evaluation.
+    /// Join the output folders of the shards of one run (eval, knockout, lens or attention).
     Merge(eval::MergeArgs),
     /// Effective pathways from a knockout sweep, written as a pathway config.
     Discover(discover::Args),
@@ -52,6 +53,8 @@ enum Command {
     Lens(lens::Args),
     /// Attention maps of a token group over the video tokens, baseline next to a knockout.
     Attention(attention::Args),
+    /// Run eval, knockout or lens as a Slurm array job (one task per shard) and merge the shards.
+    Slurm(slurm::Args),
     /// Write a synthetic TVBench-layout dataset (temporal tasks or single-frame questions).
     Synth(synth::Args),
 }
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Knockout(a) => knockout::run(a),
         Command::Lens(a) => lens::run(a),
         Command::Attention(a) => attention::run(a),
+        Command::Slurm(a) => slurm::run(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {

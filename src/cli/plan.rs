@@ -99,6 +99,14 @@ pub fn manifest(package: &Path) -> anyhow::Result<Manifest> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let (shape, groups) = match (&args.model, &args.shape) {
         (Some(dir), _) => {
+            // clap's `requires = "shape"` is not enforced next to `--model` (it conflicts with
+            // `--shape`), so a layout would be silently ignored.
+            if args.layout.is_some() {
+                bail!(
+                    "--layout describes a --shape model's sequence; with --model the layout \
+                     comes from the package's tokenizer (use --question/--option)"
+                );
+            }
             let m = manifest(dir)?;
             let layout = args.prompt.layout(&m, dir)?;
             (
@@ -107,6 +115,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )
         }
         (None, Some(file)) => {
+            let p = &args.prompt;
+            if p.question.is_some() || !p.options.is_empty() || p.answer.is_some() {
+                bail!(
+                    "--question, --option and --answer need --model (a tokenizer); a --shape \
+                     model's layout is given by --layout (e.g. options=4x8,answer=1)"
+                );
+            }
             let shape = ModelShape::from_file(file)?;
             let spec = args.layout.as_deref().unwrap_or(DEFAULT_SHAPE_LAYOUT);
             let groups = SequenceGroups::from_shape_spec(spec, Some(shape.frames()))?;

@@ -148,6 +148,22 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             "--per-task and --knockout-per-task must be at least 1".into(),
         ));
     }
+    // The settings later steps would refuse, refused before the evaluations that come first.
+    if s.window == 0 {
+        return Err(Error::Input("--window must be at least 1".into()));
+    }
+    if s.interval == 0 {
+        return Err(Error::Input("--interval must be at least 1".into()));
+    }
+    if !s.threshold.is_finite() {
+        return Err(Error::Input(format!(
+            "--threshold {}: expected a finite percentage change (e.g. -5 for a 5% drop)",
+            s.threshold
+        )));
+    }
+    if s.bench_runs == 0 {
+        return Err(Error::Input("--bench-runs must be at least 1".into()));
+    }
     let dirs = Layout::new(&s.out);
     let _lock = FolderLock::acquire(&s.out)?;
     let video = Package::open(&s.video_model, &s.runtime)?;
@@ -253,6 +269,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             dump_inputs: None,
             progress: s.progress,
             inputs: InputDigests::for_run(video.dir(), &spec, &[])?,
+            shard: None,
         },
     )?;
     let video_reports = write_knockout_reports(&dirs.knockout_video)?;
@@ -273,6 +290,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
                     dump_inputs: None,
                     progress: s.progress,
                     inputs: InputDigests::for_run(img.dir(), &spec, &[])?,
+                    shard: None,
                 },
             )?;
             Some(write_knockout_reports(&dirs.knockout_image)?)
@@ -293,6 +311,8 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             out_dir: dirs.lens.clone(),
             workers: s.workers,
             progress: s.progress,
+            inputs: InputDigests::for_run(video.dir(), &spec, &[])?,
+            shard: None,
         },
     )?;
     let lens_files = write_lens_reports(

@@ -178,6 +178,26 @@ pub fn discover(dir: &Path, settings: DiscoverSettings) -> Result<Discovery> {
         });
     }
     let l = run.num_layers;
+    if l == 0 {
+        return Err(Error::Data {
+            path: run_path,
+            msg: "num_layers is 0: a knockout run sweeps at least one layer".into(),
+        });
+    }
+    // A record outside the run's layers belongs to another run: its intervals would be wrong.
+    if let Some(r) = records.iter().find(|r| r.layer >= l) {
+        return Err(Error::Data {
+            path: dir.join(KNOCKOUTS_FILE),
+            msg: format!(
+                "the record of sample {:?}, flow {:?} is at layer {}, but run.json has num_layers \
+                 {l} (layers 0 to {})",
+                r.sample_id,
+                r.flow,
+                r.layer,
+                l - 1
+            ),
+        });
+    }
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     for flow in &run.flows {

@@ -7,8 +7,9 @@ mod runner;
 mod settings;
 mod summary;
 
+pub use crate::report::select_shard;
 pub use merge::merge_runs;
 pub use records::{read_records, read_records_strict, EvalRecord, RecordWriter, RECORDS_FILE};
-pub use runner::{ensure_scored, run_eval, select_shard, EvalMode};
+pub use runner::{ensure_scored, run_eval, EvalMode};
 pub use settings::{parse_shard, shard_name, EvalSettings, SETTINGS_FILE};
 pub use summary::{summarize, write_summary, Summary, Tally, SUMMARY_FILE};

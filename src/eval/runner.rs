@@ -18,7 +18,7 @@ use crate::package::Package;
 use crate::pathway::{Pathways, SequenceGroups};
 use crate::plan::Plan;
 use crate::prompt::PromptBuilder;
-use crate::report::FolderLock;
+use crate::report::{select_shard, FolderLock};
 
 /// How each sample is run.
 pub enum EvalMode {
@@ -78,19 +78,6 @@ impl EvalMode {
                 Ok((scores, open, total))
             }
         }
-    }
-}
-
-/// Keeps the samples (and load errors) of shard `(k, n)`: those whose index % n == k - 1.
-pub fn select_shard<T>(items: Vec<T>, shard: Option<(usize, usize)>) -> Vec<T> {
-    match shard {
-        None => items,
-        Some((k, n)) => items
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % n == k - 1)
-            .map(|(_, x)| x)
-            .collect(),
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataSpec;
 use crate::error::{Error, Result};
 use crate::report::InputDigests;
+pub use crate::report::{parse_shard, shard_name};
 
 pub const SETTINGS_FILE: &str = "settings.json";
 
@@ -97,25 +98,3 @@ impl EvalSettings {
 /// Fields compared by the content digests in `inputs`, not by their text: a package or data set
 /// moved elsewhere is the same input.
 const IDENTITY_BY_CONTENT: [&str; 3] = ["inputs", "model_dir", "data"];
-
-/// `K/N` of a shard, as the command line writes it.
-pub fn shard_name(shard: Option<(usize, usize)>) -> String {
-    match shard {
-        Some((k, n)) => format!("{k}/{n}"),
-        None => "(unsharded)".into(),
-    }
-}
-
-/// Parses `K/N` (1-based K).
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::Input(format!("--shard {s}: expected K/N with 1 <= K <= N"));
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let (k, n): (usize, usize) = (
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if k == 0 || n == 0 || k > n {
-        return Err(bad());
-    }
-    Ok((k, n))
-}

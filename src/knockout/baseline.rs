@@ -93,7 +93,11 @@ pub fn last_position_logits(
 pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
     let layout = &inputs.layout;
     let truth = layout.answer.ok_or_else(|| {
-        Error::Input("knockouts need the sample's ground-truth answer, and it has none".into())
+        Error::Input(
+            "the sample has no ground-truth answer (field answer), which knockouts and the logit \
+             lens measure"
+                .into(),
+        )
     })?;
     let truth_token = layout.option_token_ids[truth];
     let (embeds, rotary) = embed(pkg, inputs)?;

@@ -13,6 +13,7 @@
 pub mod baseline;
 pub mod dump;
 pub mod flows;
+pub mod merge;
 pub mod record;
 pub mod resolve;
 pub mod run;
@@ -25,10 +26,12 @@ pub use flows::{
     check_group_name, collect_flows, load_flows_file, parse_flows_yaml, parse_targets, Block, Flow,
     FlowsFile, NamedTarget, CUSTOM_TARGET,
 };
+pub use merge::merge_knockout_runs;
 pub use record::{pct_change, KnockoutRecord, SampleRecord, SampleStatus};
 pub use resolve::ResolvedFlow;
 pub use run::{
-    run_knockout, RunManifest, RunSettings, RunTotals, KNOCKOUTS_FILE, RUN_FILE, SAMPLES_FILE,
+    read_manifest, run_knockout, RunManifest, RunSettings, RunTotals, KNOCKOUTS_FILE, RUN_FILE,
+    SAMPLES_FILE,
 };
 pub use sample_sweep::{sweep_sample, SampleOutcome, SweepSettings};
 pub use sweep::{plan_knockouts, run_knockouts, Execution, Knockout, SweepCost, SweepOutput};

@@ -24,7 +24,10 @@ use crate::error::{Error, Result};
 use crate::mask::MaskedRows;
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
-use crate::report::{read_jsonl, FolderLock, InputDigests, JsonlWriter, Progress};
+use crate::report::{
+    clear_finished, mark_finished, read_jsonl, select_shard, FolderLock, InputDigests, JsonlWriter,
+    Progress, Shard,
+};
 
 pub const RUN_FILE: &str = "run.json";
 pub const KNOCKOUTS_FILE: &str = "knockouts.jsonl";
@@ -47,6 +50,12 @@ pub struct RunManifest {
     /// with any of them changed is refused, naming the file.
     #[serde(default)]
     pub inputs: InputDigests,
+    /// `(k, n)`: the run holds the samples whose index % n == k - 1 (`--shard K/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// Set by `merge --partial`: the shards (K of N) that were missing from the merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<usize>,
 }
 
 impl RunManifest {
@@ -61,6 +70,7 @@ impl RunManifest {
             ("all_samples", self.all_samples != other.all_samples),
             ("masked_rows", self.masked_rows != other.masked_rows),
             ("flows", self.flows != other.flows),
+            ("shard", self.shard != other.shard),
         ]
         .into_iter()
         .find(|(_, differs)| *differs)
@@ -81,6 +91,8 @@ pub struct RunSettings {
     pub progress: bool,
     /// What the run is computed from (see [`RunManifest::inputs`]).
     pub inputs: InputDigests,
+    /// Run only shard `(k, n)` of the samples.
+    pub shard: Option<Shard>,
 }
 
 /// Counts of a finished run (this invocation and resumed work together).
@@ -97,7 +109,8 @@ pub struct RunTotals {
     pub records: usize,
 }
 
-fn read_manifest(path: &Path) -> Result<Option<RunManifest>> {
+/// The manifest of a knockout run folder, if it holds one.
+pub fn read_manifest(path: &Path) -> Result<Option<RunManifest>> {
     match std::fs::read_to_string(path) {
         Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
             path: path.to_path_buf(),
@@ -176,6 +189,7 @@ pub fn run_knockout(
     settings: &RunSettings,
 ) -> Result<RunTotals> {
     check_unique_ids(&samples)?;
+    let samples = select_shard(samples, settings.shard);
     let out = &settings.out_dir;
     let _lock = FolderLock::acquire(out)?;
     let manifest = RunManifest {
@@ -188,6 +202,8 @@ pub fn run_knockout(
         masked_rows: settings.sweep.masked_rows,
         flows: settings.flows.clone(),
         inputs: settings.inputs.clone(),
+        shard: settings.shard,
+        missing_shards: Vec::new(),
     };
     let manifest_path = out.join(RUN_FILE);
     match read_manifest(&manifest_path)? {
@@ -224,6 +240,9 @@ pub fn run_knockout(
         .collect();
     let resumed = total_samples - todo.len();
     let retried = todo.iter().filter(|(_, s)| failed.contains(&s.id)).count();
+    if !todo.is_empty() {
+        clear_finished(out)?;
+    }
 
     let per_sample = settings
         .sweep
@@ -284,6 +303,7 @@ pub fn run_knockout(
     )?;
     progress.finish();
     let totals = totals(out, total_samples, resumed, retried)?;
+    mark_finished(out, total_samples)?;
     if totals.used == 0 {
         return Err(Error::NothingScored(if totals.samples == 0 {
             "the sample list is empty".into()

@@ -136,7 +136,7 @@ impl FromStr for LayerRange {
                 let a = num(s)?;
                 LayerRange {
                     start: a,
-                    end: a + 1,
+                    end: a.checked_add(1).ok_or_else(bad)?,
                 }
             }
         };

@@ -19,7 +19,8 @@ use crate::knockout::{run_baseline, SampleStatus};
 use crate::package::{Package, Projection};
 use crate::prompt::PromptBuilder;
 use crate::report::{
-    mean_interval, write_line_plot, FolderLock, JsonlWriter, LinePlot, Progress, Series,
+    clear_finished, mark_finished, mean_interval, select_shard, write_line_plot, FolderLock,
+    InputDigests, JsonlWriter, LinePlot, Progress, Series, Shard,
 };
 
 pub const LENS_FILE: &str = "lens.jsonl";
@@ -68,6 +69,54 @@ pub struct LensSettings {
     pub out_dir: PathBuf,
     pub workers: usize,
     pub progress: bool,
+    /// What the run reads (package, data, keyword list), recorded in `lens_run.json`.
+    pub inputs: InputDigests,
+    /// Run only shard `(k, n)` of the samples.
+    pub shard: Option<Shard>,
+}
+
+pub const LENS_RUN_FILE: &str = "lens_run.json";
+
+/// `lens_run.json`: what a lens folder was made with, so that `vidflow merge` can join shards of
+/// one run (and write their reports) and refuse shards of different ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensRun {
+    pub model: String,
+    pub num_layers: usize,
+    pub projection: String,
+    pub all_samples: bool,
+    /// Keyword categories, in report order.
+    pub categories: Vec<String>,
+    pub inputs: InputDigests,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<usize>,
+}
+
+impl LensRun {
+    pub fn read(dir: &Path) -> Result<Option<LensRun>> {
+        let path = dir.join(LENS_RUN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
+                path,
+                msg: format!("not a lens run record: {e}"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(LENS_RUN_FILE);
+        let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+
+    /// The title of the run's plots.
+    pub fn title(&self) -> String {
+        format!("{}, {}", self.model, self.projection)
+    }
 }
 
 fn projection_name(p: Projection) -> &'static str {
@@ -171,6 +220,23 @@ pub fn run_lens(
 ) -> Result<Vec<LensRecord>> {
     let out = &settings.out_dir;
     let _lock = FolderLock::acquire(out)?;
+    clear_finished(out)?;
+    LensRun {
+        model: pkg.manifest.name.clone(),
+        num_layers: pkg.manifest.num_layers,
+        projection: projection_name(settings.projection).into(),
+        all_samples: settings.all_samples,
+        categories: settings
+            .keywords
+            .as_ref()
+            .map(|k| k.category_names())
+            .unwrap_or_default(),
+        inputs: settings.inputs.clone(),
+        shard: settings.shard,
+        missing_shards: Vec::new(),
+    }
+    .write(out)?;
+    let samples = select_shard(samples, settings.shard);
     let total = samples.len();
     let mut failures = 0usize;
     let mut rec_w = JsonlWriter::create(&out.join(LENS_FILE))?;
@@ -218,6 +284,7 @@ pub fn run_lens(
         },
     )?;
     progress.finish();
+    mark_finished(out, total)?;
     if all.is_empty() {
         return Err(Error::NothingScored(if total == 0 {
             "the sample list is empty".into()

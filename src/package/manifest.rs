@@ -181,6 +181,19 @@ impl Manifest {
                 self.format_version
             )));
         }
+        // Sizes no graph port shows (intermediate_size, num_heads) would otherwise pass as 0.
+        for (field, n) in [
+            ("hidden_size", self.hidden_size),
+            ("num_heads", self.num_heads),
+            ("head_dim", self.head_dim),
+            ("rope_dim", self.rope_dim),
+            ("vocab_size", self.vocab_size),
+            ("intermediate_size", self.intermediate_size),
+        ] {
+            if n == 0 {
+                return Err(bad(format!("{field} is 0; it must be > 0")));
+            }
+        }
         if self.graphs.layers.len() != self.num_layers {
             return Err(bad(format!(
                 "graphs.layers lists {} files but num_layers is {}",

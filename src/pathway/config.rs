@@ -20,6 +20,10 @@ type SourceTargetPairs<'a> = Vec<(&'a [usize], &'a [usize])>;
 /// The name that stands for every edge frame[j] -> frame[i], j < i.
 pub const CROSS_FRAME: &str = "cross-frame";
 
+/// The most layers a config may be written for: far more than any model has (the largest have
+/// about 200), and each rule's layer set is allocated at this size before anything else is read.
+pub const MAX_NUM_LAYERS: usize = 10_000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {

@@ -12,8 +12,10 @@ mod layers;
 mod random;
 mod schedule;
 
-pub use config::{PathwayConfig, Pathways, Rule, CROSS_FRAME};
-pub use groups::{group_name_list, is_group_name, SequenceGroups, GROUP_NAMES};
+pub use config::{PathwayConfig, Pathways, Rule, CROSS_FRAME, MAX_NUM_LAYERS};
+pub use groups::{
+    group_name_list, is_group_name, SequenceGroups, GROUP_NAMES, MAX_LAYOUT_POSITIONS,
+};
 pub use layers::{format_layer_set, scale_layer_set};
 pub use random::RandomBlocking;
 pub use schedule::MaskSchedule;

@@ -7,6 +7,7 @@ pub mod knockout_report;
 pub mod lock;
 pub mod plot;
 pub mod progress;
+pub mod shards;
 pub mod stats;
 pub mod summary;
 
@@ -18,6 +19,10 @@ pub use knockout_report::{
 pub use lock::{FolderLock, LOCK_FILE};
 pub use plot::{write_line_plot, LinePlot, Point, Series};
 pub use progress::Progress;
+pub use shards::{
+    clear_finished, mark_finished, parse_shard, select_shard, shard_name, Shard, ShardSet,
+    FINISHED_FILE,
+};
 pub use stats::{mean_interval, t_quantile_975, MeanInterval};
 pub use summary::{
     samples_csv, summarise, summary_csv, write_summary_csv, FlowLayerStats, KnockoutSummary,

@@ -142,9 +142,14 @@ impl SynthConfig {
                 self.frames
             )));
         }
-        if self.fps == 0 || self.per_task == 0 {
+        if self.fps == 0 {
             return Err(Error::Input(
-                "fps and per-task count must be positive".into(),
+                "--fps 0: the frame rate must be positive".into(),
+            ));
+        }
+        if self.per_task == 0 {
+            return Err(Error::Input(
+                "--per-task 0: at least 1 sample per task is needed".into(),
             ));
         }
         if let Some(f) = self.dump_frames {
