@@ -6,24 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::tiny_dir;
+use common::{ffmpeg_clip, tiny_dir};
 use serde_json::{json, Value};
-
-fn ffmpeg_clip(path: &Path, pattern: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("{pattern}=size=64x48:rate=8"))
-        .args(["-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const PATTERNS: [&str; 3] = ["testsrc2", "mandelbrot", "rgbtestsrc"];
 

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::tiny_dir;
+use common::{ffmpeg_clip, tiny_dir};
 use serde_json::{json, Value};
 use vidflow::report::FolderLock;
 
@@ -15,26 +15,10 @@ fn vidflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vidflow"))
 }
 
-fn clip(path: &Path, pattern: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let out = Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("{pattern}=size=64x48:rate=8"))
-        .args(["-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A JSON sample list of `n` questions about two clips.
 fn samples(dir: &Path, n: usize) -> PathBuf {
-    clip(&dir.join("a.mp4"), "testsrc2");
-    clip(&dir.join("b.mp4"), "mandelbrot");
+    ffmpeg_clip(&dir.join("a.mp4"), "testsrc2");
+    ffmpeg_clip(&dir.join("b.mp4"), "mandelbrot");
     let recs: Vec<Value> = (0..n)
         .map(|i| {
             json!({"id": format!("s{i}"), "video": if i % 2 == 0 { "a.mp4" } else { "b.mp4" },

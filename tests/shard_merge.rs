@@ -7,28 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tiny_dir;
+use common::{ffmpeg_clip, tiny_dir};
 use serde_json::json;
-
-fn clip(path: &Path, pattern: &str) {
-    let out = Command::new("ffmpeg")
-        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
-        .arg(format!("{pattern}=size=64x48:rate=8"))
-        .args(["-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn samples(dir: &Path, n: usize) -> PathBuf {
     let patterns = ["testsrc2", "mandelbrot", "rgbtestsrc"];
     for (i, p) in patterns.iter().enumerate() {
-        clip(&dir.join(format!("v{i}.mp4")), p);
+        ffmpeg_clip(&dir.join(format!("v{i}.mp4")), p);
     }
     let recs: Vec<_> = (0..n)
         .map(|i| {

@@ -244,7 +244,7 @@ fn array_jobs_merge_into_the_single_process_runs_and_a_cancelled_task_is_resumed
     let single_s = tmp.path().join("single-slow");
     let mut c = vidflow_cmd(&cluster);
     c.args(base("knockout"))
-        .args(&slow)
+        .args(slow)
         .args(["--quiet", "--out"])
         .arg(&single_s);
     ok(c);

@@ -105,6 +105,12 @@ fn sample_record(base: &Path, v: &serde_json::Value) -> std::result::Result<Samp
     f.opt_string("id")?;
     let task = f.opt_string("task")?;
     let video = f.string("video")?;
+    if video.trim().is_empty() {
+        return Err(format!(
+            "field video is {video:?} (expected the path of a video file or a frame folder, \
+             relative to the list)"
+        ));
+    }
     let question = f.string("question")?;
     let options = f.strings("options")?;
     let start = f.opt_seconds("start")?;

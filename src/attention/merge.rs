@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::run::{file_safe, AttentionRecord, AttentionRun, ATTENTION_FILE, ATTENTION_RUN_FILE};
 use crate::error::{Error, Result};
-use crate::report::{mark_finished, read_jsonl, JsonlWriter, ShardSet, FINISHED_FILE};
+use crate::report::{mark_finished, read_jsonl_complete, JsonlWriter, ShardSet, FINISHED_FILE};
 
 fn run_of(dir: &Path) -> Result<AttentionRun> {
     AttentionRun::read(dir)?.ok_or_else(|| Error::Data {
@@ -46,16 +46,7 @@ pub fn merge_attention_runs(shards: &[&Path], out: &Path, partial: bool) -> Resu
             }
         }
         let path = dir.join(ATTENTION_FILE);
-        let c = read_jsonl::<AttentionRecord>(&path)?;
-        if c.dropped_tail {
-            return Err(Error::Data {
-                path,
-                msg: format!(
-                    "line {}: cut off (no newline at the end of the file)",
-                    c.lines.len() + 1
-                ),
-            });
-        }
+        let c = read_jsonl_complete::<AttentionRecord>(&path)?;
         let mut order: Vec<String> = Vec::new();
         let mut by_sample: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (r, line) in c.records.iter().zip(c.lines) {

@@ -15,8 +15,8 @@ use crate::knockout::{Flow, ResolvedFlow};
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
 use crate::report::{
-    clear_finished, mark_finished, select_shard, FolderLock, InputDigests, JsonlWriter, Progress,
-    Shard,
+    clear_finished, mark_finished, read_settings, select_shard, write_settings, FolderLock,
+    InputDigests, JsonlWriter, Progress, Shard,
 };
 
 pub const ATTENTION_FILE: &str = "attention.jsonl";
@@ -79,21 +79,11 @@ pub struct AttentionRun {
 
 impl AttentionRun {
     pub fn read(dir: &std::path::Path) -> Result<Option<AttentionRun>> {
-        let path = dir.join(ATTENTION_RUN_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
-                path,
-                msg: format!("not an attention run record: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        read_settings(&dir.join(ATTENTION_RUN_FILE), "an attention run record")
     }
 
     pub fn write(&self, dir: &std::path::Path) -> Result<()> {
-        let path = dir.join(ATTENTION_RUN_FILE);
-        let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        write_settings(&dir.join(ATTENTION_RUN_FILE), self)
     }
 }
 

@@ -104,6 +104,11 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
     let video = args.video.clone().expect("clap requires --video");
     let question = args.question.clone().expect("clap requires --question");
     check_cli_options(&args.options)?;
+    if let Some(fps) = args.fps {
+        if !(fps.is_finite() && fps > 0.0) {
+            bail!("--fps {fps}: expected a positive frame rate (frames per second)");
+        }
+    }
     let truth = args
         .answer
         .as_deref()

@@ -79,6 +79,14 @@ fn record(dir: &Path, task: &str, value: &Value) -> std::result::Result<Sample, 
     let options = f.strings("options")?;
     let key = f.string("key")?;
     let demonstration_type = f.string("demonstration_type")?;
+    for (field, value) in [("key", &key), ("demonstration_type", &demonstration_type)] {
+        if value.trim().is_empty() {
+            return Err(format!(
+                "field {field} is {value:?} (expected a name: the video is \
+                 videos/<demonstration_type>/<key>.mp4)"
+            ));
+        }
+    }
     check_options(&options).map_err(|e| format!("field options: {e}"))?;
     let n = options.len();
     let answer = match f.get("answer") {

@@ -82,6 +82,11 @@ fn record(dir: &Path, task: &str, value: &Value) -> std::result::Result<Sample, 
         }
     }
     let video = f.string("video")?;
+    if video.trim().is_empty() {
+        return Err(format!(
+            "field video is {video:?} (expected a file name under video/{task}/)"
+        ));
+    }
     let question = f.string("question")?;
     let candidates = f.strings("candidates")?;
     let answer = match f.get("answer") {

@@ -8,28 +8,13 @@ use std::path::Path;
 use super::record::{KnockoutRecord, SampleRecord};
 use super::run::{read_manifest, RunManifest, KNOCKOUTS_FILE, RUN_FILE, SAMPLES_FILE};
 use crate::error::{Error, Result};
-use crate::report::{read_jsonl, JsonlWriter, ShardSet, FINISHED_FILE};
+use crate::report::{read_jsonl_complete, JsonlWriter, ShardSet, FINISHED_FILE};
 
 fn manifest_of(dir: &Path) -> Result<RunManifest> {
     read_manifest(&dir.join(RUN_FILE))?.ok_or_else(|| Error::Data {
         path: dir.to_path_buf(),
         msg: format!("no {RUN_FILE}: not a knockout run folder"),
     })
-}
-
-/// Reads a shard's JSONL file; a cut-off last line is an error (merging would lose its sample).
-fn read_strict<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<String>)> {
-    let c = read_jsonl::<T>(path)?;
-    if c.dropped_tail {
-        return Err(Error::Data {
-            path: path.to_path_buf(),
-            msg: format!(
-                "line {}: cut off (no newline at the end of the file): resume that shard to finish it",
-                c.records.len() + 1
-            ),
-        });
-    }
-    Ok((c.records, c.lines))
 }
 
 /// Joins the shard folders of one knockout run into `out`; returns the number of samples.
@@ -65,8 +50,11 @@ pub fn merge_knockout_runs(shards: &[&Path], out: &Path, partial: bool) -> Resul
                 }
             }
         }
-        let (recs, lines) = read_strict::<SampleRecord>(&dir.join(SAMPLES_FILE))?;
-        let (knocks, knock_lines) = read_strict::<KnockoutRecord>(&dir.join(KNOCKOUTS_FILE))?;
+        let (recs, lines) = read_jsonl_complete::<SampleRecord>(&dir.join(SAMPLES_FILE))
+            .map(|c| (c.records, c.lines))?;
+        let (knocks, knock_lines) =
+            read_jsonl_complete::<KnockoutRecord>(&dir.join(KNOCKOUTS_FILE))
+                .map(|c| (c.records, c.lines))?;
         let mut by_sample: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (r, line) in knocks.iter().zip(knock_lines) {
             by_sample

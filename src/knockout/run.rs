@@ -25,8 +25,8 @@ use crate::mask::MaskedRows;
 use crate::package::Package;
 use crate::prompt::PromptBuilder;
 use crate::report::{
-    clear_finished, mark_finished, read_jsonl, select_shard, FolderLock, InputDigests, JsonlWriter,
-    Progress, Shard,
+    clear_finished, mark_finished, read_jsonl, read_settings, select_shard, FolderLock,
+    InputDigests, JsonlWriter, Progress, Shard,
 };
 
 pub const RUN_FILE: &str = "run.json";
@@ -111,14 +111,7 @@ pub struct RunTotals {
 
 /// The manifest of a knockout run folder, if it holds one.
 pub fn read_manifest(path: &Path) -> Result<Option<RunManifest>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            msg: format!("not a knockout run manifest: {e}"),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
+    read_settings(path, "a knockout run manifest")
 }
 
 /// Loads what a previous run left and keeps only complete samples; returns the done ids and the

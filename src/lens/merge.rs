@@ -10,27 +10,16 @@ use super::run::{
     LENS_SAMPLES_FILE,
 };
 use crate::error::{Error, Result};
-use crate::report::{mark_finished, read_jsonl, JsonlWriter, ShardSet, FINISHED_FILE};
+use crate::report::{mark_finished, read_jsonl_complete, JsonlWriter, ShardSet, FINISHED_FILE};
+
+/// A lens record and its line as the shard wrote it.
+type RecordLine = (LensRecord, String);
 
 fn run_of(dir: &Path) -> Result<LensRun> {
     LensRun::read(dir)?.ok_or_else(|| Error::Data {
         path: dir.to_path_buf(),
         msg: format!("no {LENS_RUN_FILE}: not a lens output folder"),
     })
-}
-
-fn read_strict<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(Vec<T>, Vec<String>)> {
-    let c = read_jsonl::<T>(path)?;
-    if c.dropped_tail {
-        return Err(Error::Data {
-            path: path.to_path_buf(),
-            msg: format!(
-                "line {}: cut off (no newline at the end of the file)",
-                c.records.len() + 1
-            ),
-        });
-    }
-    Ok((c.records, c.lines))
 }
 
 /// Joins the shard folders of one lens run into `out`; returns the files written.
@@ -43,7 +32,7 @@ pub fn merge_lens_runs(shards: &[&Path], out: &Path, partial: bool) -> Result<Ve
         |d| d.join(FINISHED_FILE).is_file(),
     )?;
     let mut base: Option<(LensRun, &Path)> = None;
-    let mut samples: Vec<(usize, String, Vec<(LensRecord, String)>)> = Vec::new();
+    let mut samples: Vec<(usize, String, Vec<RecordLine>)> = Vec::new();
     for (&k, dir) in &set.dirs {
         let r = LensRun {
             shard: None,
@@ -63,9 +52,11 @@ pub fn merge_lens_runs(shards: &[&Path], out: &Path, partial: bool) -> Result<Ve
                 }
             }
         }
-        let (recs, lines) = read_strict::<LensSample>(&dir.join(LENS_SAMPLES_FILE))?;
-        let (lens, lens_lines) = read_strict::<LensRecord>(&dir.join(LENS_FILE))?;
-        let mut by_sample: BTreeMap<String, Vec<(LensRecord, String)>> = BTreeMap::new();
+        let (recs, lines) = read_jsonl_complete::<LensSample>(&dir.join(LENS_SAMPLES_FILE))
+            .map(|c| (c.records, c.lines))?;
+        let (lens, lens_lines) = read_jsonl_complete::<LensRecord>(&dir.join(LENS_FILE))
+            .map(|c| (c.records, c.lines))?;
+        let mut by_sample: BTreeMap<String, Vec<RecordLine>> = BTreeMap::new();
         for (r, line) in lens.into_iter().zip(lens_lines) {
             by_sample
                 .entry(r.sample_id.clone())

@@ -19,8 +19,8 @@ use crate::knockout::{run_baseline, SampleStatus};
 use crate::package::{Package, Projection};
 use crate::prompt::PromptBuilder;
 use crate::report::{
-    clear_finished, mark_finished, mean_interval, select_shard, write_line_plot, FolderLock,
-    InputDigests, JsonlWriter, LinePlot, Progress, Series, Shard,
+    clear_finished, mark_finished, mean_interval, read_settings, select_shard, write_line_plot,
+    write_settings, FolderLock, InputDigests, JsonlWriter, LinePlot, Progress, Series, Shard,
 };
 
 pub const LENS_FILE: &str = "lens.jsonl";
@@ -96,21 +96,11 @@ pub struct LensRun {
 
 impl LensRun {
     pub fn read(dir: &Path) -> Result<Option<LensRun>> {
-        let path = dir.join(LENS_RUN_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| Error::Data {
-                path,
-                msg: format!("not a lens run record: {e}"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
-        }
+        read_settings(&dir.join(LENS_RUN_FILE), "a lens run record")
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(LENS_RUN_FILE);
-        let text = serde_json::to_string_pretty(self).expect("serialises") + "\n";
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        write_settings(&dir.join(LENS_RUN_FILE), self)
     }
 
     /// The title of the run's plots.

@@ -68,13 +68,18 @@ impl Package {
     pub fn open(dir: &Path, opts: &RuntimeOptions) -> Result<Package> {
         let manifest_path = dir.join("model.yaml");
         if !dir.is_dir() {
-            return Err(Error::io(
-                dir,
-                std::io::Error::new(
+            let (kind, msg) = if dir.exists() {
+                (
+                    std::io::ErrorKind::NotADirectory,
+                    "not a directory: a model package is the folder holding model.yaml",
+                )
+            } else {
+                (
                     std::io::ErrorKind::NotFound,
                     "model package directory not found",
-                ),
-            ));
+                )
+            };
+            return Err(Error::io(dir, std::io::Error::new(kind, msg)));
         }
         let manifest = Manifest::from_file(&manifest_path)?;
         let tokenizer = dir.join(&manifest.tokenizer);

@@ -95,6 +95,12 @@ impl PathwayConfig {
         if raw.num_layers == 0 {
             return Err(fail("num_layers must be positive".into()));
         }
+        if raw.num_layers > MAX_NUM_LAYERS {
+            return Err(fail(format!(
+                "num_layers {} is more than any model has (at most {MAX_NUM_LAYERS})",
+                raw.num_layers
+            )));
+        }
         let rules = raw
             .rules
             .into_iter()

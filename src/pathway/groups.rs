@@ -140,7 +140,9 @@ impl SequenceGroups {
             }
             None => (0, 0),
         };
-        if options.0 * options.1 >= question {
+        // Checked: `options=4294967296x4294967296` must not wrap to a small count.
+        let option_tokens = options.0.checked_mul(options.1);
+        if option_tokens.is_none_or(|n| n >= question) {
             return Err(bad(format!(
                 "question={question} must be longer than its {}x{} option tokens",
                 options.0, options.1
@@ -175,7 +177,7 @@ impl SequenceGroups {
                  any model's context, and its masks would not fit in memory)"
             )));
         }
-        let opt0 = t0 - options.0 * options.1;
+        let opt0 = t0 - option_tokens.expect("checked above");
         let frames: Vec<Vec<usize>> = (0..num_frames)
             .map(|i| span(first_video + i * per_frame, per_frame))
             .collect();

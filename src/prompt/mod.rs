@@ -25,7 +25,9 @@
 //! and the options header belong to `question` alone.
 //!
 //! Groups come from the tokenizer's byte offsets into the rendered string, never from tokenizing
-//! pieces separately (tokenization is not compositional). Boundary rule: a token belongs to a span
+//! pieces separately (tokenization is not compositional); the offsets are each token's full
+//! extent, spaces included (byte-level tokenizers' trimming of them is turned off, so that a token
+//! made only of spaces keeps its place). Boundary rule: a token belongs to a span
 //! when its characters overlap the span. A token that straddles a content span (question text or an
 //! option text) and surrounding prompt text goes to the content span; one that straddles two
 //! content spans goes to the one it shares more bytes with (the earlier one on a tie). A content
@@ -36,6 +38,7 @@ mod render;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -67,7 +70,8 @@ pub struct PromptLayout {
     /// Token ids as fed to the embed graph: bos (if the manifest sets one), then the prompt, with
     /// the single video placeholder token still in place.
     pub input_ids: Vec<i64>,
-    /// Byte range in `rendered.text` of each entry of `input_ids` (`0..0` for bos).
+    /// Byte range in `rendered.text` of each entry of `input_ids` (`0..0` for bos): the token's
+    /// full extent, spaces included (see [`PromptBuilder::with_tokenizer`]).
     pub input_offsets: Vec<Range<usize>>,
     /// Index of the video placeholder in `input_ids`; also the first video position when spliced.
     pub placeholder_index: usize,
@@ -247,7 +251,8 @@ impl PromptBuilder {
     }
 
     /// As [`PromptBuilder::from_parts`] with a tokenizer already in memory; `tokenizer_path` only
-    /// names it in error messages.
+    /// names it in error messages. The tokenizer's post-processor is set to keep each token's full
+    /// byte extent as its offsets (byte-level ones trim spaces off by default); ids are unchanged.
     pub fn with_tokenizer(
         prompt: &PromptSpec,
         special: &SpecialTokens,
@@ -262,6 +267,8 @@ impl PromptBuilder {
                 video.tokens_per_frame()
             )));
         }
+        let mut tokenizer = tokenizer;
+        keep_full_offsets(&mut tokenizer);
         Ok(PromptBuilder {
             spec: prompt.clone(),
             special: special.clone(),
@@ -503,6 +510,25 @@ impl PromptBuilder {
             out.push(id as i64);
         }
         Ok(out)
+    }
+}
+
+/// Turns off the trimming of spaces off token offsets that byte-level (and RoBERTa) post-processors
+/// do, so that every offset is its token's full extent, as the boundary rule needs: trimmed, a
+/// token made only of spaces (the last space of `"blue  "`) comes back zero-width at the byte
+/// after it and would be grouped by that byte (the template), not by its own. Ids never change.
+fn keep_full_offsets(tokenizer: &mut Tokenizer) {
+    fn untrim(p: &mut PostProcessorWrapper) {
+        match p {
+            PostProcessorWrapper::ByteLevel(b) => b.trim_offsets = false,
+            PostProcessorWrapper::Roberta(r) => r.trim_offsets = false,
+            PostProcessorWrapper::Sequence(s) => s.as_mut().iter_mut().for_each(untrim),
+            PostProcessorWrapper::Bert(_) | PostProcessorWrapper::Template(_) => {}
+        }
+    }
+    if let Some(mut p) = tokenizer.get_post_processor().cloned() {
+        untrim(&mut p);
+        tokenizer.with_post_processor(Some(p));
     }
 }
 

@@ -114,6 +114,23 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<JsonlContents<T>> 
     })
 }
 
+/// As [`read_jsonl`], for a finished run's file that is about to be merged: a cut-off final line
+/// is an error naming the file and line (dropping it would lose a sample).
+pub fn read_jsonl_complete<T: DeserializeOwned>(path: &Path) -> Result<JsonlContents<T>> {
+    let c = read_jsonl::<T>(path)?;
+    if c.dropped_tail {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            msg: format!(
+                "line {}: cut off (no newline at the end of the file): the run that wrote it was \
+                 interrupted; resume it to finish it",
+                c.lines.len() + 1
+            ),
+        });
+    }
+    Ok(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,12 @@ pub fn resolve_threads(threads: usize) -> Result<usize> {
 pub fn environment(requested: Option<&Path>, threads: usize) -> Result<&'static Environment> {
     let threads = resolve_threads(threads)?;
     let loaded = ENVIRONMENT.get_or_init(|| {
-        let path = locate_library(requested).map_err(|e| e.to_string())?;
+        // The message only: it becomes an `Error::Runtime` again below, whose display adds the
+        // "ONNX Runtime:" prefix once.
+        let path = locate_library(requested).map_err(|e| match e {
+            Error::Runtime(msg) => msg,
+            other => other.to_string(),
+        })?;
         let builder = ort::init_from(&path)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?;
         let pool = || -> ort::Result<GlobalThreadPoolOptions> {

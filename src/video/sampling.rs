@@ -62,7 +62,8 @@ impl fmt::Display for SamplingError {
             ),
             SamplingError::InvalidWindow(w) => write!(
                 f,
-                "invalid time window [{}, {}] s: expected finite seconds with 0 <= start < end",
+                "invalid time window [{}, {}] s: expected seconds with 0 <= start < end (start \
+                 finite; no end: to the last frame)",
                 w.start, w.end
             ),
             SamplingError::WindowOutside {
@@ -128,7 +129,9 @@ pub fn segment_middle_indices(
     let (first, last) = match window {
         None => (0usize, max_frame),
         Some(w) => {
-            if !(w.start.is_finite() && w.end.is_finite() && w.start >= 0.0 && w.start < w.end) {
+            // An end of +inf is a window without an end (`start` alone): up to the last frame.
+            let end_ok = w.end.is_finite() || w.end == f64::INFINITY;
+            if !(w.start.is_finite() && end_ok && w.start >= 0.0 && w.start < w.end) {
                 return Err(SamplingError::InvalidWindow(w));
             }
             let fps = match fps {
@@ -213,5 +216,19 @@ mod tests {
             segment_middle_indices(30, 4, Some(TimeWindow::new(0.0, 1.0)), None),
             Err(SamplingError::WindowWithoutFps(_))
         ));
+        for (start, end) in [(f64::NAN, 2.0), (1.0, f64::NAN), (1.0, f64::NEG_INFINITY)] {
+            assert!(matches!(
+                segment_middle_indices(30, 4, Some(TimeWindow::new(start, end)), Some(10.0)),
+                Err(SamplingError::InvalidWindow(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_window_without_an_end_runs_to_the_last_frame() {
+        let open =
+            segment_middle_indices(30, 4, Some(TimeWindow::new(1.0, f64::INFINITY)), Some(10.0));
+        let closed = segment_middle_indices(30, 4, Some(TimeWindow::new(1.0, 2.9)), Some(10.0));
+        assert_eq!(open.unwrap(), closed.unwrap());
     }
 }

@@ -13,6 +13,23 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// A 2-second 64x48 H.264 clip of an FFmpeg test pattern (`testsrc2`, `mandelbrot`, …).
+pub fn ffmpeg_clip(path: &std::path::Path, pattern: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!("{pattern}=size=64x48:rate=8"))
+        .args(["-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn tiny_dir() -> PathBuf {
     repo_path("tests/fixtures/tiny")
 }
