@@ -268,7 +268,11 @@ pub fn run_attention(
     mark_finished(out, total)?;
     if files.is_empty() {
         return Err(Error::NothingScored(match first_failure {
-            None => "the sample list is empty".into(),
+            None => {
+                "no sample to run: the list is empty, or every record in it is bad (each is named \
+                     above)"
+                    .into()
+            }
             Some(first) => format!("all {total} samples failed; the first: {first}"),
         }));
     }

@@ -68,6 +68,10 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pkg = Package::open(&a.model, &a.runtime.options()?)?;
     let spec: DataSpec = a.data.parse()?;
     let mode = EvalMode::parse(&a.mode, a.seed, pkg.num_layers(), a.scale)?;
+    anyhow::ensure!(
+        a.frames != Some(0),
+        "--frames 0: expected at least 1 frame per video"
+    );
     let settings = EvalSettings {
         model: pkg.manifest.name.clone(),
         model_dir: a.model.display().to_string(),

@@ -299,7 +299,8 @@ pub fn run_knockout(
     mark_finished(out, total_samples)?;
     if totals.used == 0 {
         return Err(Error::NothingScored(if totals.samples == 0 {
-            "the sample list is empty".into()
+            "no sample to run: the list is empty, or every record in it is bad (each is named above)"
+                .into()
         } else if totals.failed > 0 {
             format!(
                 "{} of {} samples failed (their reasons are in {})",

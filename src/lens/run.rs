@@ -277,7 +277,8 @@ pub fn run_lens(
     mark_finished(out, total)?;
     if all.is_empty() {
         return Err(Error::NothingScored(if total == 0 {
-            "the sample list is empty".into()
+            "no sample to run: the list is empty, or every record in it is bad (each is named above)"
+                .into()
         } else if failures > 0 {
             format!(
                 "{failures} of {total} samples failed (reasons in {})",
