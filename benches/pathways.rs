@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{Array2, Array3, Array4};
-use vidflow::engine::{self, restricted_mask};
+use vidflow::engine::{self, restricted_mask, LayerMask};
 use vidflow::package::Package;
 use vidflow::pathway::{PathwayConfig, RandomBlocking, SequenceGroups};
 use vidflow::plan::Plan;
 use vidflow::prompt::PromptBuilder;
-use vidflow::runtime::RuntimeOptions;
+use vidflow::runtime::{RuntimeOptions, Upload};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -80,45 +80,44 @@ fn layer_step(c: &mut Criterion) {
     let hidden = Array3::from_shape_fn((1, s, m.hidden_size), |(_, i, j)| {
         ((i * 31 + j * 7) % 17) as f32 / 17.0 - 0.5
     });
+    let data = pkg.data();
     let no_past = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
+    let no_past = data
+        .upload(no_past.view().into_dyn(), Upload::State)
+        .expect("upload");
+    let hidden = data
+        .upload(hidden.view().into_dyn(), Upload::State)
+        .expect("upload");
+    let uniform = vidflow::mask::MaskedRows::Uniform;
 
     let mut g = c.benchmark_group(format!("tiny_layer_step_s{s}"));
     let full_mask = schedule.layer(last).additive();
+    let full_mask = LayerMask::upload(&pkg, full_mask.view(), uniform).expect("mask");
     g.bench_function("all_rows", |b| {
         b.iter(|| {
             engine::run_layer(
                 &pkg,
                 last,
-                hidden.view(),
-                rotary.cos.view(),
-                rotary.sin.view(),
-                no_past.view(),
-                no_past.view(),
-                full_mask.view(),
+                &hidden,
+                &rotary.cos,
+                &rotary.sin,
+                &no_past,
+                &no_past,
+                &full_mask,
                 false,
-                vidflow::mask::MaskedRows::Uniform,
             )
             .expect("layer")
         })
     });
     let rows = &plan.layers[last].rows;
-    let h = hidden.select(ndarray::Axis(1), rows);
-    let cos = rotary.cos.select(ndarray::Axis(1), rows);
-    let sin = rotary.sin.select(ndarray::Axis(1), rows);
+    let h = data.gather(&hidden, 1, rows).expect("gather");
+    let rot = rotary.rows(&pkg, rows).expect("gather");
     let mask = restricted_mask(schedule.layer(last), rows);
+    let mask = LayerMask::upload(&pkg, mask.view(), uniform).expect("mask");
     g.bench_function(format!("plan_rows_{}", rows.len()), |b| {
         b.iter(|| {
             engine::run_layer(
-                &pkg,
-                last,
-                h.view(),
-                cos.view(),
-                sin.view(),
-                no_past.view(),
-                no_past.view(),
-                mask.view(),
-                false,
-                vidflow::mask::MaskedRows::Uniform,
+                &pkg, last, &h, &rot.cos, &rot.sin, &no_past, &no_past, &mask, false,
             )
             .expect("layer")
         })

@@ -8,9 +8,10 @@ mod common;
 
 use common::*;
 use ndarray::{s, Array2, Array3, Array4, ArrayView3, Axis, Ix2, Ix3, Ix4};
-use vidflow::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
+use vidflow::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
 use vidflow::mask::{EdgeMask, MaskedRows};
 use vidflow::package::{Package, Projection};
+use vidflow::runtime::Tensor;
 
 const TOL: f32 = 1e-4;
 
@@ -85,7 +86,7 @@ fn case_positions(golden: &Golden, name: &str) -> (Vec<usize>, Vec<usize>) {
 }
 
 /// Rust's own input pipeline: vision graph, embeddings, splice, rotary tables.
-fn rust_inputs(pkg: &Package, golden: &Golden) -> (Array3<f32>, Rotary) {
+fn rust_inputs(pkg: &Package, golden: &Golden) -> (Tensor, Rotary) {
     let pixels = golden
         .f32("pixel_values")
         .into_dimensionality::<Ix4>()
@@ -100,7 +101,7 @@ fn rust_inputs(pkg: &Package, golden: &Golden) -> (Array3<f32>, Rotary) {
         .iter()
         .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
         .expect("placeholder in input_ids");
-    let embeds = engine::splice_video(text.view(), at, video.view()).unwrap();
+    let embeds = engine::splice_video(pkg, &text, at, &video).unwrap();
     let positions = golden
         .i64("position_ids")
         .into_dimensionality::<Ix2>()
@@ -109,21 +110,34 @@ fn rust_inputs(pkg: &Package, golden: &Golden) -> (Array3<f32>, Rotary) {
     (embeds, rot)
 }
 
-fn gather_rows(rot: &Rotary, from: usize) -> Rotary {
-    Rotary {
-        cos: rot.cos.slice(s![.., from.., ..]).to_owned(),
-        sin: rot.sin.slice(s![.., from.., ..]).to_owned(),
-    }
+fn gather_rows(pkg: &Package, rot: &Rotary, from: usize) -> Rotary {
+    rot.rows(pkg, &(from..rot.len()).collect::<Vec<_>>())
+        .unwrap()
+}
+
+/// A device tensor read back to the host.
+fn host<D: ndarray::Dimension>(pkg: &Package, t: &Tensor) -> ndarray::Array<f32, D> {
+    pkg.data().download_as(t).unwrap()
+}
+
+/// Rows `from..` of `[B,S,D]`, on the device.
+fn rows_from(pkg: &Package, t: &Tensor, from: usize) -> Tensor {
+    pkg.data().slice(t, 1, from, t.dim(1)).unwrap()
+}
+
+/// K/V rows `..p` of every layer, on the device.
+fn prefix(pkg: &Package, kv: &[LayerKv], p: usize) -> Vec<LayerKv> {
+    kv.iter().map(|kv| kv.rows(pkg, 0, p).unwrap()).collect()
 }
 
 fn run_case(
     pkg: &Package,
-    hidden: Array3<f32>,
+    hidden: &Tensor,
     rot: &Rotary,
     masks: &[EdgeMask],
     past: Option<&[LayerKv]>,
 ) -> engine::ForwardOutput {
-    let mask_fn = |l: usize| Ok(masks[l].additive());
+    let masks = Masks::per_layer(|l| Ok(masks[l].additive()));
     engine::forward(
         pkg,
         ForwardSpec {
@@ -131,7 +145,7 @@ fn run_case(
             hidden,
             rotary: rot,
             past,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: true,
@@ -144,7 +158,7 @@ fn run_case(
 }
 
 fn last_logits(pkg: &Package, out: &engine::ForwardOutput) -> Array2<f32> {
-    engine::project(pkg, Projection::NormHead, out.last_row())
+    engine::project(pkg, Projection::NormHead, &out.last_row(pkg).unwrap())
         .unwrap()
         .index_axis_move(Axis(1), 0)
 }
@@ -165,6 +179,7 @@ fn compare_case(pkg: &Package, golden: &Golden, name: &str, out: &engine::Forwar
         } else {
             format!("{name}: output of layer {}", l - 1)
         };
+        let h: Array3<f32> = host(pkg, h);
         assert_close(h.view(), expected.index_axis(Axis(0), l), TOL, &what);
     }
     let logits = golden
@@ -231,15 +246,18 @@ fn vision_embedding_and_rotary_graphs_match_pytorch() {
         .f32("video_embeds")
         .into_dimensionality::<Ix2>()
         .unwrap();
+    let video: Array2<f32> = host(&pkg, &video);
     assert_close(video.view(), want.view(), TOL, "video embeddings");
 
     let (embeds, rot) = rust_inputs(&pkg, &golden);
     let want = golden.f32("embeds").into_dimensionality::<Ix3>().unwrap();
+    let embeds: Array3<f32> = host(&pkg, &embeds);
     assert_close(embeds.view(), want.view(), TOL, "spliced input embeddings");
     let cos = golden.f32("cos").into_dimensionality::<Ix3>().unwrap();
     let sin = golden.f32("sin").into_dimensionality::<Ix3>().unwrap();
-    assert_close(rot.cos.view(), cos.view(), TOL, "rotary cos");
-    assert_close(rot.sin.view(), sin.view(), TOL, "rotary sin");
+    let (rc, rs) = rot.to_host(&pkg).unwrap();
+    assert_close(rc.view(), cos.view(), TOL, "rotary cos");
+    assert_close(rs.view(), sin.view(), TOL, "rotary sin");
 }
 
 #[test]
@@ -249,7 +267,7 @@ fn plain_causal_prefill_matches_pytorch() {
     let (embeds, rot) = rust_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "prefill");
     let masks = case_masks(&golden.meta, golden.case("prefill"), &q, &k);
-    let out = run_case(&pkg, embeds, &rot, &masks, None);
+    let out = run_case(&pkg, &embeds, &rot, &masks, None);
     compare_case(&pkg, &golden, "prefill", &out);
 }
 
@@ -260,7 +278,7 @@ fn knockout_mask_matches_pytorch() {
     let (embeds, rot) = rust_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "knockout");
     let masks = case_masks(&golden.meta, golden.case("knockout"), &q, &k);
-    let out = run_case(&pkg, embeds, &rot, &masks, None);
+    let out = run_case(&pkg, &embeds, &rot, &masks, None);
     compare_case(&pkg, &golden, "knockout", &out);
 }
 
@@ -271,13 +289,10 @@ fn batch_of_two_masks_matches_pytorch() {
     let case = golden.case("batch2");
     assert_eq!(case.batch, 2);
     let (embeds, rot) = rust_inputs(&pkg, &golden);
-    let batch = embeds
-        .broadcast((2, embeds.shape()[1], embeds.shape()[2]))
-        .unwrap()
-        .to_owned();
+    let batch = pkg.data().expand_batch(&embeds, 2).unwrap();
     let (q, k) = case_positions(&golden, "batch2");
     let masks = case_masks(&golden.meta, case, &q, &k);
-    let out = run_case(&pkg, batch, &rot, &masks, None);
+    let out = run_case(&pkg, &batch, &rot, &masks, None);
     compare_case(&pkg, &golden, "batch2", &out);
 }
 
@@ -296,16 +311,26 @@ fn extend_with_past_kv_matches_pytorch() {
         .into_dimensionality::<ndarray::Ix5>()
         .unwrap();
     let past: Vec<LayerKv> = (0..golden.meta.num_layers)
-        .map(|l| LayerKv {
-            key: keys.index_axis(Axis(0), l).to_owned(),
-            value: values.index_axis(Axis(0), l).to_owned(),
+        .map(|l| {
+            LayerKv::upload(
+                &pkg,
+                &keys.index_axis(Axis(0), l).to_owned(),
+                &values.index_axis(Axis(0), l).to_owned(),
+            )
+            .unwrap()
         })
         .collect();
-    assert_eq!(past[0].key.shape()[2], p);
+    assert_eq!(past[0].key.dim(2), p);
     let (q, k) = case_positions(&golden, "extend");
     let masks = case_masks(&golden.meta, golden.case("extend"), &q, &k);
-    let rows = embeds.slice(s![.., p.., ..]).to_owned();
-    let out = run_case(&pkg, rows, &gather_rows(&rot, p), &masks, Some(&past));
+    let rows = rows_from(&pkg, &embeds, p);
+    let out = run_case(
+        &pkg,
+        &rows,
+        &gather_rows(&pkg, &rot, p),
+        &masks,
+        Some(&past),
+    );
     compare_case(&pkg, &golden, "extend", &out);
 }
 
@@ -319,27 +344,20 @@ fn extend_equals_prefill_on_the_same_rows() {
     let (q, k) = case_positions(&golden, "knockout");
     let full = run_case(
         &pkg,
-        embeds.clone(),
+        &embeds,
         &rot,
         &case_masks(&golden.meta, case, &q, &k),
         None,
     );
 
     // Reuse the prefill's K/V of rows 0..P as past and recompute only P..S.
-    let past: Vec<LayerKv> = full
-        .kv
-        .iter()
-        .map(|kv| LayerKv {
-            key: kv.key.slice(s![.., .., ..p, ..]).to_owned(),
-            value: kv.value.slice(s![.., .., ..p, ..]).to_owned(),
-        })
-        .collect();
+    let past = prefix(&pkg, &full.kv, p);
     let rows: Vec<usize> = (p..golden.meta.seq_len).collect();
     let masks = case_masks(&golden.meta, case, &rows, &k);
     let ext = run_case(
         &pkg,
-        embeds.slice(s![.., p.., ..]).to_owned(),
-        &gather_rows(&rot, p),
+        &rows_from(&pkg, &embeds, p),
+        &gather_rows(&pkg, &rot, p),
         &masks,
         Some(&past),
     );
@@ -349,6 +367,7 @@ fn extend_equals_prefill_on_the_same_rows() {
         .zip(&full.hidden_states)
         .enumerate()
     {
+        let (a, b): (Array3<f32>, Array3<f32>) = (host(&pkg, a), host(&pkg, b));
         assert_close(
             a.view(),
             b.slice(s![.., p.., ..]),
@@ -372,7 +391,7 @@ fn three_lens_projections_match_pytorch() {
     let (q, k) = case_positions(&golden, "prefill");
     let out = run_case(
         &pkg,
-        embeds,
+        &embeds,
         &rot,
         &case_masks(&golden.meta, golden.case("prefill"), &q, &k),
         None,
@@ -384,9 +403,9 @@ fn three_lens_projections_match_pytorch() {
     ] {
         let want = golden.f32(name).into_dimensionality::<Ix2>().unwrap();
         for l in 0..golden.meta.num_layers {
-            let h = &out.hidden_states[l + 1];
+            let h: Array3<f32> = host(&pkg, &out.hidden_states[l + 1]);
             let last: ArrayView3<'_, f32> = h.slice(s![.., h.shape()[1] - 1.., ..]);
-            let got = engine::project(&pkg, proj, last).unwrap();
+            let got = engine::project_host(&pkg, proj, last).unwrap();
             assert_close(
                 got.slice(s![0, 0, ..]),
                 want.index_axis(Axis(0), l),
@@ -424,7 +443,7 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
         .mapv_inplace(|p| p + 1);
     let wrong_rot = engine::rotary(&pkg, shifted.view()).unwrap();
     assert!(
-        err(&run_case(&pkg, embeds.clone(), &wrong_rot, &masks, None)) > 10.0 * TOL,
+        err(&run_case(&pkg, &embeds, &wrong_rot, &masks, None)) > 10.0 * TOL,
         "shifted rotary went unnoticed"
     );
 
@@ -433,34 +452,33 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
         .map(|_| EdgeMask::causal(1, &q, &k))
         .collect();
     assert!(
-        err(&run_case(&pkg, embeds.clone(), &rot, &causal, None)) > 10.0 * TOL,
+        err(&run_case(&pkg, &embeds, &rot, &causal, None)) > 10.0 * TOL,
         "missing knockout went unnoticed"
     );
 
     // Past K/V with two rows swapped.
     let p = golden.meta.prefix_len;
-    let full = run_case(&pkg, embeds.clone(), &rot, &masks, None);
+    let full = run_case(&pkg, &embeds, &rot, &masks, None);
     let past: Vec<LayerKv> = full
         .kv
         .iter()
         .map(|kv| {
-            let mut key: Array4<f32> = kv.key.slice(s![.., .., ..p, ..]).to_owned();
+            let key: Array4<f32> = host(&pkg, &kv.key);
+            let value: Array4<f32> = host(&pkg, &kv.value);
+            let mut key: Array4<f32> = key.slice(s![.., .., ..p, ..]).to_owned();
             let a = key.slice(s![.., .., 0, ..]).to_owned();
             let b = key.slice(s![.., .., p - 1, ..]).to_owned();
             key.slice_mut(s![.., .., 0, ..]).assign(&b);
             key.slice_mut(s![.., .., p - 1, ..]).assign(&a);
-            LayerKv {
-                key,
-                value: kv.value.slice(s![.., .., ..p, ..]).to_owned(),
-            }
+            LayerKv::upload(&pkg, &key, &value.slice(s![.., .., ..p, ..]).to_owned()).unwrap()
         })
         .collect();
     let rows: Vec<usize> = (p..golden.meta.seq_len).collect();
     let ext_masks = case_masks(&golden.meta, case, &rows, &k);
     let ext = run_case(
         &pkg,
-        embeds.slice(s![.., p.., ..]).to_owned(),
-        &gather_rows(&rot, p),
+        &rows_from(&pkg, &embeds, p),
+        &gather_rows(&pkg, &rot, p),
         &ext_masks,
         Some(&past),
     );

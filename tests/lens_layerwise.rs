@@ -98,7 +98,7 @@ fn layerwise_option_probabilities_and_video_top1_match_pytorch() {
                 .slice(s![l + 1, .., v0..v0 + n, ..])
                 .into_dimensionality()
                 .unwrap();
-            let logits = engine::project(&pkg, projection, rows).unwrap();
+            let logits = engine::project_host(&pkg, projection, rows).unwrap();
             let mut counts = std::collections::BTreeMap::<i64, usize>::new();
             for row in logits.index_axis(Axis(0), 0).outer_iter() {
                 let t = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });

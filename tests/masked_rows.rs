@@ -7,9 +7,18 @@ mod common;
 
 use common::*;
 use ndarray::{s, Array2, Array3, Array4};
-use vidflow::engine::{self, LayerOutput};
+use vidflow::engine::{self, LayerMask};
 use vidflow::mask::{MaskedRows, BLOCKED};
 use vidflow::package::Package;
+use vidflow::runtime::Upload;
+
+/// One layer's outputs, read back to the host.
+struct Host {
+    hidden: Array3<f32>,
+    key: Array4<f32>,
+    value: Array4<f32>,
+    attn: Option<Array4<f32>>,
+}
 
 /// Layer `l` over rows `hidden [B,Q,D]` at `positions`, no past, with `policy`.
 fn layer(
@@ -19,24 +28,30 @@ fn layer(
     positions: &[i64],
     mask: &Array4<f32>,
     policy: MaskedRows,
-) -> LayerOutput {
+) -> Host {
     let m = &pkg.manifest;
-    let pos = Array2::from_shape_vec((1, positions.len()), positions.to_vec()).unwrap();
+    let b = hidden.shape()[0];
+    let pos = Array2::from_shape_fn((b, positions.len()), |(_, i)| positions[i]);
     let rot = engine::rotary(pkg, pos.view()).unwrap();
-    let no_past = Array4::<f32>::zeros((hidden.shape()[0], m.num_kv_heads, 0, m.head_dim));
-    engine::run_layer(
-        pkg,
-        l,
-        hidden.view(),
-        rot.cos.view(),
-        rot.sin.view(),
-        no_past.view(),
-        no_past.view(),
-        mask.view(),
-        true,
-        policy,
+    let data = pkg.data();
+    let no_past = Array4::<f32>::zeros((b, m.num_kv_heads, 0, m.head_dim));
+    let no_past = data
+        .upload(no_past.view().into_dyn(), Upload::State)
+        .unwrap();
+    let rows = data
+        .upload(hidden.view().into_dyn(), Upload::State)
+        .unwrap();
+    let mask = LayerMask::upload(pkg, mask.view(), policy).unwrap();
+    let out = engine::run_layer(
+        pkg, l, &rows, &rot.cos, &rot.sin, &no_past, &no_past, &mask, true,
     )
-    .unwrap()
+    .unwrap();
+    Host {
+        hidden: data.download_as(&out.hidden).unwrap(),
+        key: data.download_as(&out.key).unwrap(),
+        value: data.download_as(&out.value).unwrap(),
+        attn: out.attn,
+    }
 }
 
 #[test]

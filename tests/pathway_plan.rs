@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use ndarray::{s, Array3, Array4};
+use ndarray::{s, Array4};
 use vidflow::answer::{self, SampleInputs};
 use vidflow::engine::{self, Rotary};
 use vidflow::mask::EdgeMask;
@@ -21,6 +21,7 @@ use vidflow::pathway::{
 };
 use vidflow::plan::{FlopModel, ModelShape, Plan, VideoGrid};
 use vidflow::prompt::{PromptBuilder, PromptLayout};
+use vidflow::runtime::Tensor;
 
 /// Pruned vs dense logits, `max |a - e| / (1 + |e|)`.
 const TOL: f32 = 1e-5;
@@ -28,7 +29,7 @@ const TOL: f32 = 1e-5;
 struct Inputs {
     layout: PromptLayout,
     groups: SequenceGroups,
-    embeds: Array3<f32>,
+    embeds: Tensor,
     rotary: Rotary,
 }
 
@@ -94,8 +95,8 @@ fn pruned_and_dense(
     schedule: &MaskSchedule,
 ) -> (Vec<f32>, Vec<f32>, Plan) {
     let plan = Plan::compile(schedule);
-    let pruned = engine::run_plan(pkg, schedule, &plan, inp.embeds.view(), &inp.rotary).unwrap();
-    let dense = engine::run_dense(pkg, schedule, inp.embeds.view(), &inp.rotary).unwrap();
+    let pruned = engine::run_plan(pkg, schedule, &plan, &inp.embeds, &inp.rotary).unwrap();
+    let dense = engine::run_dense(pkg, schedule, &inp.embeds, &inp.rotary).unwrap();
     (
         pruned.last_logits().to_vec(),
         dense.last_logits().to_vec(),
@@ -163,7 +164,7 @@ fn pruned_plans_equal_dense_masks_for_every_shipped_config_at_4_layers() {
     let pkg = open_tiny();
     let inp = inputs(&pkg);
     let s = inp.layout.seq_len;
-    let full = answer::last_logits(&pkg, inp.embeds.clone(), &inp.rotary)
+    let full = answer::last_logits(&pkg, &inp.embeds, &inp.rotary)
         .unwrap()
         .to_vec();
     for file in shipped_configs() {
@@ -255,7 +256,7 @@ fn pruned_runs_detect_a_missing_key_row_and_wrong_positions() {
     let inp = inputs(&pkg);
     let schedule = config("tiny").resolve(&inp.groups, 4).unwrap();
     let plan = Plan::compile(&schedule);
-    let dense = engine::run_dense(&pkg, &schedule, inp.embeds.view(), &inp.rotary).unwrap();
+    let dense = engine::run_dense(&pkg, &schedule, &inp.embeds, &inp.rotary).unwrap();
 
     let last = plan.layers.len() - 1;
     let mut short = plan.clone();
@@ -265,7 +266,7 @@ fn pruned_runs_detect_a_missing_key_row_and_wrong_positions() {
         .find(|p| !short.layers[last].needed.contains(p))
         .expect("the last layer reads some key-only row");
     short.layers[last].rows.retain(|&p| p != key_only);
-    let out = engine::run_plan(&pkg, &schedule, &short, inp.embeds.view(), &inp.rotary).unwrap();
+    let out = engine::run_plan(&pkg, &schedule, &short, &inp.embeds, &inp.rotary).unwrap();
     assert!(
         err(
             out.last_logits().as_slice().unwrap(),
@@ -275,21 +276,18 @@ fn pruned_runs_detect_a_missing_key_row_and_wrong_positions() {
 
     // The last layer's rows given the rotary tables of positions renumbered 0..Q, as a gather
     // that renumbers instead of keeping original positions would do.
-    let mut wrong = Rotary {
-        cos: inp.rotary.cos.clone(),
-        sin: inp.rotary.sin.clone(),
-    };
+    let (cos, sin) = inp.rotary.to_host(&pkg).unwrap();
+    let (mut wrong_cos, mut wrong_sin) = (cos.clone(), sin.clone());
     for (rank, &p) in plan.layers[last].rows.iter().enumerate() {
-        wrong
-            .cos
+        wrong_cos
             .slice_mut(s![.., p, ..])
-            .assign(&inp.rotary.cos.slice(s![.., rank, ..]));
-        wrong
-            .sin
+            .assign(&cos.slice(s![.., rank, ..]));
+        wrong_sin
             .slice_mut(s![.., p, ..])
-            .assign(&inp.rotary.sin.slice(s![.., rank, ..]));
+            .assign(&sin.slice(s![.., rank, ..]));
     }
-    let out = engine::run_plan(&pkg, &schedule, &plan, inp.embeds.view(), &wrong).unwrap();
+    let wrong = Rotary::upload(&pkg, &wrong_cos, &wrong_sin).unwrap();
+    let out = engine::run_plan(&pkg, &schedule, &plan, &inp.embeds, &wrong).unwrap();
     assert!(
         err(
             out.last_logits().as_slice().unwrap(),
@@ -471,11 +469,8 @@ fn hand_computed_plans() {
 fn hand_plan_runs_on_six_positions() {
     let pkg = open_tiny();
     let inp = inputs(&pkg);
-    let embeds = inp.embeds.slice(s![.., ..6, ..]).to_owned();
-    let rotary = Rotary {
-        cos: inp.rotary.cos.slice(s![.., ..6, ..]).to_owned(),
-        sin: inp.rotary.sin.slice(s![.., ..6, ..]).to_owned(),
-    };
+    let embeds = pkg.data().slice(&inp.embeds, 1, 0, 6).unwrap();
+    let rotary = inp.rotary.rows(&pkg, &[0, 1, 2, 3, 4, 5]).unwrap();
     let layer = |blocks: &[(usize, &[usize])]| {
         let mut m = EdgeMask::full_causal(1, 6);
         for (q, keys) in blocks {
@@ -493,8 +488,8 @@ fn hand_plan_runs_on_six_positions() {
     let plan = Plan::compile(&schedule);
     assert_eq!(plan.layers[3].rows, vec![2, 5]);
     assert_eq!(plan.layers[2].rows, vec![0, 1, 2, 5]);
-    let pruned = engine::run_plan(&pkg, &schedule, &plan, embeds.view(), &rotary).unwrap();
-    let dense = engine::run_dense(&pkg, &schedule, embeds.view(), &rotary).unwrap();
+    let pruned = engine::run_plan(&pkg, &schedule, &plan, &embeds, &rotary).unwrap();
+    let dense = engine::run_dense(&pkg, &schedule, &embeds, &rotary).unwrap();
     let e = err(
         pruned.last_logits().as_slice().unwrap(),
         dense.last_logits().as_slice().unwrap(),

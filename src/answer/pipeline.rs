@@ -1,16 +1,17 @@
 //! From a sample to its option scores: decoding and tokenizing (CPU work that can run on worker
 //! threads), then the engine (vision, embeddings, decoder stack, head).
 
-use ndarray::{Array2, Array3, Array4, Axis};
+use ndarray::{Array2, Array4, Axis};
 
 use super::sample::Sample;
 use super::scores::{score_options, OptionScores};
-use crate::engine::{self, ForwardSpec, Keep, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, Masks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::manifest::VideoSpec;
 use crate::package::{Package, Projection};
 use crate::prompt::{PromptBuilder, PromptLayout};
+use crate::runtime::Tensor;
 use crate::video::load_video;
 
 /// What the engine needs of a sample, prepared without touching ONNX Runtime.
@@ -37,17 +38,17 @@ pub fn prepare(
 }
 
 /// The spliced input embeddings `[1,S,D]` and the rotary tables of positions `0..S`.
-pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Array3<f32>, Rotary)> {
+pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Tensor, Rotary)> {
     let layout = &inputs.layout;
     let video = engine::encode_video(pkg, inputs.pixels.view())?;
     let ids = Array2::from_shape_vec((1, layout.input_ids.len()), layout.input_ids.clone())
         .expect("one row");
     let text = engine::embed_tokens(pkg, ids.view())?;
-    let embeds = engine::splice_video(text.view(), layout.placeholder_index, video.view())?;
-    if embeds.shape()[1] != layout.seq_len {
+    let embeds = engine::splice_video(pkg, &text, layout.placeholder_index, &video)?;
+    if embeds.dim(1) != layout.seq_len {
         return Err(Error::Input(format!(
             "the spliced sequence has {} positions but the prompt layout expects {}",
-            embeds.shape()[1],
+            embeds.dim(1),
             layout.seq_len
         )));
     }
@@ -59,12 +60,12 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Array3<f32>, Rotar
 /// Last-position logits `[V]` of a plain causal prefill.
 pub fn last_logits(
     pkg: &Package,
-    embeds: Array3<f32>,
+    embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<ndarray::Array1<f32>> {
-    let s = embeds.shape()[1];
+    let s = embeds.dim(1);
     let mask = EdgeMask::full_causal(1, s).additive();
-    let mask_fn = |_l: usize| Ok(mask.clone());
+    let masks = Masks::same(&mask);
     let out = engine::forward(
         pkg,
         ForwardSpec {
@@ -72,12 +73,12 @@ pub fn last_logits(
             hidden: embeds,
             rotary,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep::default(),
         },
     )?;
-    let logits = engine::project(pkg, Projection::NormHead, out.last_row())?;
+    let logits = engine::project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
     Ok(logits
         .index_axis_move(Axis(0), 0)
         .index_axis_move(Axis(0), 0))
@@ -86,7 +87,7 @@ pub fn last_logits(
 /// Scores the options of a prepared sample.
 pub fn answer(pkg: &Package, inputs: &SampleInputs) -> Result<OptionScores> {
     let (embeds, rotary) = embed(pkg, inputs)?;
-    let logits = last_logits(pkg, embeds, &rotary)?;
+    let logits = last_logits(pkg, &embeds, &rotary)?;
     let layout = &inputs.layout;
     let labels: Vec<String> =
         pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()].to_vec();

@@ -4,11 +4,12 @@
 use ndarray::{Array3, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{self, ForwardSpec, Keep, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, Masks, Rotary};
 use crate::error::{Error, Result};
 use crate::knockout::ResolvedFlow;
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::Package;
+use crate::runtime::Tensor;
 
 /// One layer's map: `frames[f][i][j]` is the attention (averaged over heads and query rows) that
 /// the queries pay to the video token at grid cell (i, j) of frame f.
@@ -60,7 +61,7 @@ pub struct MapKnockout<'a> {
 /// returns the maps of `layers` for the query positions `queries`.
 pub fn attention_maps(
     pkg: &Package,
-    embeds: &Array3<f32>,
+    embeds: &Tensor,
     rotary: &Rotary,
     grid: VideoGrid,
     queries: &[usize],
@@ -72,7 +73,7 @@ pub fn attention_maps(
             "attention maps need at least one query position".into(),
         ));
     }
-    let s = embeds.shape()[1];
+    let s = embeds.dim(1);
     let causal = EdgeMask::full_causal(1, s);
     let mut blocked = causal.clone();
     if let Some(k) = &knockout {
@@ -80,21 +81,24 @@ pub fn attention_maps(
     }
     let (causal, blocked) = (causal.additive(), blocked.additive());
     let block_layers: &[usize] = knockout.as_ref().map_or(&[], |k| k.layers);
-    let mask_fn = |l: usize| {
-        Ok(if block_layers.contains(&l) {
-            blocked.clone()
-        } else {
-            causal.clone()
-        })
-    };
+    let masks = Masks::new(
+        |l| usize::from(block_layers.contains(&l)),
+        |l| {
+            Ok(if block_layers.contains(&l) {
+                blocked.clone()
+            } else {
+                causal.clone()
+            })
+        },
+    );
     let out = engine::forward(
         pkg,
         ForwardSpec {
             start_layer: 0,
-            hidden: embeds.clone(),
+            hidden: embeds,
             rotary,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: false,

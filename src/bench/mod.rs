@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::package::Package;
 use crate::pathway::{MaskSchedule, Pathways, SequenceGroups};
 use crate::plan::{FlopModel, ModelShape, Plan, PlanReport};
+use crate::runtime::Transfers;
 
 /// What one benchmarked mode executes.
 #[derive(Debug, Clone)]
@@ -69,6 +70,7 @@ struct Run {
     seconds: f64,
     setup_seconds: f64,
     logits: Array1<f32>,
+    transfers: Transfers,
 }
 
 /// One mode's measurements.
@@ -92,6 +94,9 @@ pub struct ModeResult {
     pub argmax_token: usize,
     /// Largest |logit difference| to the dense run of the same config, where both were measured.
     pub max_abs_diff_to_dense: Option<f32>,
+    /// What crossed between host and device memory in one run of this mode (the first timed
+    /// one; every run moves the same): masks, row indices and the logits read back.
+    pub transfers: Transfers,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,27 +200,30 @@ pub fn bench(
         .collect::<Result<_>>()?;
 
     let once = |mode: &BenchMode| -> Result<Run> {
+        let before = pkg.data().transfers();
         let start = Instant::now();
         let (logits, setup_seconds) = match mode {
-            BenchMode::Full => (answer::last_logits(pkg, embeds.clone(), &rotary)?, 0.0),
+            BenchMode::Full => (answer::last_logits(pkg, &embeds, &rotary)?, 0.0),
             BenchMode::Pruned(p) => {
                 let schedule = p.resolve(&groups, num_layers)?;
                 let plan = Plan::compile(&schedule);
                 let setup = start.elapsed().as_secs_f64();
-                let out = engine::run_plan(pkg, &schedule, &plan, embeds.view(), &rotary)?;
+                let out = engine::run_plan(pkg, &schedule, &plan, &embeds, &rotary)?;
                 (out.last_logits().to_owned(), setup)
             }
             BenchMode::Dense(p) => {
                 let schedule = p.resolve(&groups, num_layers)?;
                 let setup = start.elapsed().as_secs_f64();
-                let out = engine::run_dense(pkg, &schedule, embeds.view(), &rotary)?;
+                let out = engine::run_dense(pkg, &schedule, &embeds, &rotary)?;
                 (out.last_logits().to_owned(), setup)
             }
         };
+        let seconds = start.elapsed().as_secs_f64();
         Ok(Run {
-            seconds: start.elapsed().as_secs_f64(),
+            seconds,
             setup_seconds,
             logits,
+            transfers: pkg.data().transfers().since(&before),
         })
     };
 
@@ -285,6 +293,7 @@ pub fn bench(
                         .iter()
                         .fold(0.0f32, |a, x| a.max(x.abs()))
                 }),
+                transfers: runs[0].transfers,
             }
         })
         .collect();
@@ -352,6 +361,21 @@ impl BenchReport {
                 m.paired_speedup,
                 m.measured_over_predicted,
                 m.paired_over_predicted
+            );
+        }
+        for m in &r.modes {
+            let t = &m.transfers;
+            out += &format!(
+                "{}: per run {} uploads ({:.2} MB: masks {:.2}, indices {:.3}, states {:.2}), \
+                 {} downloads ({:.3} MB)\n",
+                m.mode,
+                t.host_to_device_calls,
+                t.host_to_device_bytes as f64 / 1e6,
+                t.host_to_device_by_kind.masks as f64 / 1e6,
+                t.host_to_device_by_kind.indices as f64 / 1e6,
+                t.host_to_device_by_kind.states as f64 / 1e6,
+                t.device_to_host_calls,
+                t.device_to_host_bytes as f64 / 1e6,
             );
         }
         for m in &r.modes {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ndarray::{Array3, Axis};
+use ndarray::Axis;
 
 use super::{DiscoverSettings, Discovery, Metric};
 use crate::answer::SampleInputs;
@@ -19,11 +19,12 @@ use crate::error::{Error, Result};
 use crate::knockout::{pct_change, read_logits, run_baseline, Readout};
 use crate::package::Package;
 use crate::pathway::{MaskSchedule, PathwayConfig, SequenceGroups};
+use crate::runtime::Tensor;
 
 /// What a trial needs of one sample (its baseline's inputs and readout).
 struct Prepared {
     task: String,
-    embeds: ndarray::Array3<f32>,
+    embeds: Tensor,
     rotary: Rotary,
     groups: SequenceGroups,
     answer: i64,
@@ -43,7 +44,7 @@ fn metric_of(r: &Readout, metric: Metric) -> f64 {
 struct Trace {
     schedules: Vec<MaskSchedule>,
     /// Per sample, entry `l` is the input of layer `l` (entry `L` the last layer's output).
-    hidden: Vec<Vec<Array3<f32>>>,
+    hidden: Vec<Vec<Tensor>>,
     readouts: Vec<Readout>,
     /// Sample indices per task, the task with the lowest mean %change first.
     tasks_worst_first: Vec<(String, Vec<usize>)>,
@@ -65,9 +66,9 @@ fn run_from(
     s: &Prepared,
     schedule: &MaskSchedule,
     start: usize,
-    hidden: Array3<f32>,
+    hidden: &Tensor,
     keep: bool,
-) -> Result<(Readout, Vec<Array3<f32>>)> {
+) -> Result<(Readout, Vec<Tensor>)> {
     let (out, kept) = run_dense_from(pkg, schedule, start, hidden, &s.rotary, keep)?;
     let r = read_logits(out.logits.index_axis(Axis(0), 0), s.answer, s.truth)?;
     Ok((r, kept))
@@ -92,7 +93,7 @@ fn trace(pkg: &Package, samples: &[Prepared], d: &Discovery, metric: Metric) -> 
     let mut readouts = Vec::with_capacity(samples.len());
     let mut hidden = Vec::with_capacity(samples.len());
     for (s, schedule) in samples.iter().zip(&schedules) {
-        let (r, h) = run_from(pkg, s, schedule, 0, s.embeds.clone(), true)?;
+        let (r, h) = run_from(pkg, s, schedule, 0, &s.embeds, true)?;
         readouts.push(r);
         hidden.push(h);
     }
@@ -139,7 +140,7 @@ fn trial_cost(
             let (s, schedule, old) = (&samples[i], &schedules[i], &base.schedules[i]);
             let first = (0..schedule.num_layers()).find(|&l| schedule.layer(l) != old.layer(l));
             let r = match first {
-                Some(a) => run_from(pkg, s, schedule, a, base.hidden[i][a].clone(), false)?.0,
+                Some(a) => run_from(pkg, s, schedule, a, &base.hidden[i][a], false)?.0,
                 None => base.readouts[i],
             };
             sum += pct_change(metric_of(&s.base, metric), metric_of(&r, metric));

@@ -1,27 +1,31 @@
-//! The graphs around the decoder stack: vision, token embeddings, rotary tables, heads.
+//! The graphs around the decoder stack: vision, token embeddings, rotary tables, heads. Their
+//! outputs stay in the provider's memory, except the logits a caller reads.
 
-use ndarray::{concatenate, s, Array2, Array3, ArrayView2, ArrayView3, ArrayView4, Axis, Ix2, Ix3};
+use ndarray::{Array3, ArrayView2, ArrayView4, Ix3};
 
 use crate::error::{Error, Result};
 use crate::package::names::*;
-use crate::package::{Input, Package, Projection};
+use crate::package::{Package, Projection};
+use crate::runtime::{Tensor, Upload};
 
-/// Runs the vision graph: `pixel_values [F,3,H,W]` -> `video_embeds [F*h*w, D]`.
-pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Array2<f32>> {
+/// Runs the vision graph: `pixel_values [F,3,H,W]` -> `video_embeds [F*h*w, D]` (on the device).
+pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor> {
     let v = &pkg.manifest.video;
     let f = pixels.shape()[0];
-    let out = pkg.vision.run(
-        vec![(VISION_IN_PIXELS, Input::F32(pixels.into_dyn()))],
+    let pixels = pkg.data().upload(pixels.into_dyn(), Upload::Input)?;
+    let emb = single(pkg.vision.run(
+        pkg.data(),
+        &[(VISION_IN_PIXELS, &pixels)],
         &[VISION_OUT_EMBEDS],
-    )?;
-    let emb = into_dim::<Ix2>(out, pkg.vision.path())?;
+    )?);
     let expected = f * v.tokens_per_frame();
-    if emb.shape()[0] != expected {
+    if emb.shape().len() != 2 || emb.dim(0) != expected {
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
             msg: format!(
-                "{f} frames gave {} video tokens, but the manifest's grid {}x{} implies {expected}",
-                emb.shape()[0],
+                "{f} frames gave video tokens of shape {:?}, but the manifest's grid {}x{} implies \
+                 [{expected}, D]",
+                emb.shape(),
                 v.grid_h,
                 v.grid_w
             ),
@@ -31,105 +35,141 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Array2
 }
 
 /// Runs the embedding graph: `input_ids [B,T]` -> `[B,T,D]`.
-pub fn embed_tokens(pkg: &Package, ids: ArrayView2<'_, i64>) -> Result<Array3<f32>> {
+pub fn embed_tokens(pkg: &Package, ids: ArrayView2<'_, i64>) -> Result<Tensor> {
     let vocab = pkg.manifest.vocab_size as i64;
     if let Some(bad) = ids.iter().find(|&&t| t < 0 || t >= vocab) {
         return Err(Error::Input(format!(
             "token id {bad} is outside the vocabulary (size {vocab})"
         )));
     }
-    let out = pkg.embed.run(
-        vec![(EMBED_IN_IDS, Input::I64(ids.into_dyn()))],
+    let ids = pkg.data().upload_i64(ids.into_dyn(), Upload::Input)?;
+    Ok(single(pkg.embed.run(
+        pkg.data(),
+        &[(EMBED_IN_IDS, &ids)],
         &[EMBED_OUT],
-    )?;
-    into_dim::<Ix3>(out, pkg.embed.path())
+    )?))
 }
 
 /// Replaces the single placeholder row `at` of `text [B,T,D]` by the video rows `[N,D]`
-/// (the same video for every batch entry), giving `[B,T-1+N,D]`.
-pub fn splice_video(
-    text: ArrayView3<'_, f32>,
-    at: usize,
-    video: ArrayView2<'_, f32>,
-) -> Result<Array3<f32>> {
-    let (b, t, d) = text.dim();
+/// (the same video for every batch entry), giving `[B,T-1+N,D]`, on the device.
+pub fn splice_video(pkg: &Package, text: &Tensor, at: usize, video: &Tensor) -> Result<Tensor> {
+    let data = pkg.data();
+    let (b, t, d) = (text.dim(0), text.dim(1), text.dim(2));
     if at >= t {
         return Err(Error::Input(format!(
             "video placeholder index {at} is outside the sequence of {t} tokens"
         )));
     }
-    if video.shape()[1] != d {
+    if video.shape().len() != 2 || video.dim(1) != d {
         return Err(Error::Input(format!(
-            "video embeddings have width {}, the text embeddings {d}",
-            video.shape()[1]
+            "video embeddings have shape {:?}, the text embeddings width {d}",
+            video.shape()
         )));
     }
-    let n = video.shape()[0];
-    let vid = video
-        .insert_axis(Axis(0))
-        .broadcast((b, n, d))
-        .expect("broadcast over batch")
-        .to_owned();
-    Ok(concatenate(
-        Axis(1),
-        &[
-            text.slice(s![.., ..at, ..]),
-            vid.view(),
-            text.slice(s![.., at + 1.., ..]),
-        ],
-    )
-    .expect("same batch and width"))
+    let n = video.dim(0);
+    let mut vid = data.reshape(video, &[1, n, d])?;
+    if b > 1 {
+        vid = data.expand_batch(&vid, b)?;
+    }
+    let both = data.concat(text, &vid, 1)?;
+    let order: Vec<usize> = (0..at).chain(t..t + n).chain(at + 1..t).collect();
+    data.gather(&both, 1, &order)
 }
 
-/// Rotary tables for a set of positions.
+/// Rotary tables for a set of positions, `[B,T,R]` each, on the device.
 pub struct Rotary {
-    pub cos: Array3<f32>,
-    pub sin: Array3<f32>,
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl Rotary {
+    /// The tables of rows `idx` (along the sequence axis).
+    pub fn rows(&self, pkg: &Package, idx: &[usize]) -> Result<Rotary> {
+        Ok(Rotary {
+            cos: pkg.data().gather(&self.cos, 1, idx)?,
+            sin: pkg.data().gather(&self.sin, 1, idx)?,
+        })
+    }
+
+    /// Uploads host tables `[B,T,R]` (from a file or a reference computation).
+    pub fn upload(pkg: &Package, cos: &Array3<f32>, sin: &Array3<f32>) -> Result<Rotary> {
+        Ok(Rotary {
+            cos: pkg.data().upload(cos.view().into_dyn(), Upload::State)?,
+            sin: pkg.data().upload(sin.view().into_dyn(), Upload::State)?,
+        })
+    }
+
+    /// The tables read back to the host, `(cos, sin)`.
+    pub fn to_host(&self, pkg: &Package) -> Result<(Array3<f32>, Array3<f32>)> {
+        let three = |t: &Tensor| -> Result<Array3<f32>> {
+            pkg.data()
+                .download(t)?
+                .into_dimensionality::<Ix3>()
+                .map_err(|e| Error::Input(e.to_string()))
+        };
+        Ok((three(&self.cos)?, three(&self.sin)?))
+    }
+
+    /// Rows covered.
+    pub fn len(&self) -> usize {
+        self.cos.dim(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Runs the rope graph for `positions [B,T]`; any subset of positions can be asked for, which is
 /// what lets dropped-row plans keep original positions.
 pub fn rotary(pkg: &Package, positions: ArrayView2<'_, i64>) -> Result<Rotary> {
-    let out = pkg.rope.run(
-        vec![(ROPE_IN_POSITIONS, Input::I64(positions.into_dyn()))],
-        &[ROPE_OUT_COS, ROPE_OUT_SIN],
-    )?;
-    let mut it = out.into_iter();
-    let dim3 = |a: ndarray::ArrayD<f32>| {
-        a.into_dimensionality::<Ix3>()
-            .map_err(|e| Error::GraphMismatch {
-                path: pkg.rope.path().to_path_buf(),
-                msg: e.to_string(),
-            })
-    };
-    Ok(Rotary {
-        cos: dim3(it.next().expect("cos"))?,
-        sin: dim3(it.next().expect("sin"))?,
-    })
+    let positions = pkg.data().upload_i64(positions.into_dyn(), Upload::Input)?;
+    let mut out = pkg
+        .rope
+        .run(
+            pkg.data(),
+            &[(ROPE_IN_POSITIONS, &positions)],
+            &[ROPE_OUT_COS, ROPE_OUT_SIN],
+        )?
+        .into_iter();
+    let (cos, sin) = (out.next().expect("cos"), out.next().expect("sin"));
+    if cos.shape().len() != 3 || sin.shape() != cos.shape() {
+        return Err(Error::GraphMismatch {
+            path: pkg.rope.path().to_path_buf(),
+            msg: format!(
+                "cos {:?} / sin {:?}, expected [B,T,R] each",
+                cos.shape(),
+                sin.shape()
+            ),
+        });
+    }
+    Ok(Rotary { cos, sin })
 }
 
-/// Projects hidden states `[B,N,D]` to logits `[B,N,V]` with the chosen head.
-pub fn project(
-    pkg: &Package,
-    projection: Projection,
-    hidden: ArrayView3<'_, f32>,
-) -> Result<Array3<f32>> {
+/// Projects hidden states `[B,N,D]` to logits `[B,N,V]` with the chosen head; the logits are
+/// the one thing that comes back to the host.
+pub fn project(pkg: &Package, projection: Projection, hidden: &Tensor) -> Result<Array3<f32>> {
     let head = pkg.head(projection);
-    let out = head.run(
-        vec![(HEAD_IN_HIDDEN, Input::F32(hidden.into_dyn()))],
-        &[HEAD_OUT_LOGITS],
-    )?;
-    into_dim::<Ix3>(out, head.path())
-}
-
-fn into_dim<D: ndarray::Dimension>(
-    mut out: Vec<ndarray::ArrayD<f32>>,
-    path: &std::path::Path,
-) -> Result<ndarray::Array<f32, D>> {
-    out.remove(0)
-        .into_dimensionality::<D>()
+    let logits = single(head.run(pkg.data(), &[(HEAD_IN_HIDDEN, hidden)], &[HEAD_OUT_LOGITS])?);
+    pkg.data()
+        .download(&logits)?
+        .into_dimensionality::<Ix3>()
         .map_err(|e| Error::GraphMismatch {
-            path: path.to_path_buf(),
+            path: head.path().to_path_buf(),
             msg: format!("unexpected output rank: {e}"),
         })
+}
+
+/// [`project`] of host rows `[B,N,D]` (uploaded as a state).
+pub fn project_host(
+    pkg: &Package,
+    projection: Projection,
+    hidden: ndarray::ArrayView3<'_, f32>,
+) -> Result<Array3<f32>> {
+    let t = pkg.data().upload(hidden.into_dyn(), Upload::State)?;
+    project(pkg, projection, &t)
+}
+
+fn single(mut out: Vec<Tensor>) -> Tensor {
+    out.remove(0)
 }

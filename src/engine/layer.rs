@@ -1,70 +1,117 @@
-//! One decoder layer call in extend form (docs/package.md).
+//! One decoder layer call in extend form (docs/package.md), on device-resident tensors.
 
-use ndarray::{concatenate, s, Array3, Array4, ArrayView3, ArrayView4, Axis, Ix3, Ix4};
+use ndarray::{s, Array4, ArrayView4, Ix4};
 
 use crate::error::{Error, Result};
 use crate::mask::{with_zero_sink, MaskedRows};
 use crate::package::names::*;
-use crate::package::{Input, Package};
+use crate::package::Package;
+use crate::runtime::{Tensor, Upload};
+
+/// An additive mask `[B,1,Q,P+Q]` uploaded once, with what the `zero` masked-rows policy adds.
+pub struct LayerMask {
+    /// The mask as the graph reads it (with the sink column in front when `sink` is set).
+    tensor: Tensor,
+    /// For `zero`: a zero key/value `[B,Hkv,1,Dh]` put in front of `past`, open exactly for the
+    /// rows that have no open key (see [`with_zero_sink`]); `None` when no row is fully blocked.
+    sink: Option<Tensor>,
+    shape: [usize; 4],
+}
+
+impl LayerMask {
+    /// Uploads `mask` for the policy `masked_rows`.
+    pub fn upload(
+        pkg: &Package,
+        mask: ArrayView4<'_, f32>,
+        masked_rows: MaskedRows,
+    ) -> Result<Self> {
+        let (b, one, q, k) = mask.dim();
+        let data = pkg.data();
+        let sunk = match masked_rows {
+            MaskedRows::Uniform => None,
+            MaskedRows::Zero => with_zero_sink(mask),
+        };
+        let (tensor, sink) = match sunk {
+            Some(sunk) => {
+                let m = &pkg.manifest;
+                let zero = Array4::<f32>::zeros((b, m.num_kv_heads, 1, m.head_dim));
+                (
+                    data.upload(sunk.view().into_dyn(), Upload::Mask)?,
+                    Some(data.upload(zero.view().into_dyn(), Upload::Mask)?),
+                )
+            }
+            None => (data.upload(mask.into_dyn(), Upload::Mask)?, None),
+        };
+        Ok(LayerMask {
+            tensor,
+            sink,
+            shape: [b, one, q, k],
+        })
+    }
+
+    /// `[B,1,Q,P+Q]` as given (without the sink column).
+    pub fn shape(&self) -> [usize; 4] {
+        self.shape
+    }
+}
 
 pub struct LayerOutput {
     /// `[B,Q,D]`
-    pub hidden: Array3<f32>,
+    pub hidden: Tensor,
     /// Post-rotary `[B,Hkv,Q,Dh]` of the computed rows.
-    pub key: Array4<f32>,
-    pub value: Array4<f32>,
-    /// `[B,H,Q,P+Q]`, only when asked for.
+    pub key: Tensor,
+    pub value: Tensor,
+    /// `[B,H,Q,P+Q]`, only when asked for (read back to the host: maps are analysed there).
     pub attn: Option<Array4<f32>>,
 }
 
-/// Runs layer `l` over the computed rows, reading `past` K/V and the additive `mask [B,1,Q,P+Q]`.
-/// `masked_rows` says what a row whose keys are all blocked attends to; for `zero` a zero key
-/// and value are put in front of `past` where needed (see [`with_zero_sink`]), invisible in the
-/// outputs.
+/// Runs layer `l` over the computed rows `hidden [B,Q,D]`, with rotary tables `cos`/`sin`
+/// `[B,Q,R]`, reading `past` K/V `[B,Hkv,P,Dh]` and an uploaded mask `[B,1,Q,P+Q]`.
 #[allow(clippy::too_many_arguments)]
 pub fn run_layer(
     pkg: &Package,
     l: usize,
-    hidden: ArrayView3<'_, f32>,
-    cos: ArrayView3<'_, f32>,
-    sin: ArrayView3<'_, f32>,
-    past_key: ArrayView4<'_, f32>,
-    past_value: ArrayView4<'_, f32>,
-    mask: ArrayView4<'_, f32>,
+    hidden: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    past_key: &Tensor,
+    past_value: &Tensor,
+    mask: &LayerMask,
     with_attn: bool,
-    masked_rows: MaskedRows,
 ) -> Result<LayerOutput> {
-    let (b, q, _) = hidden.dim();
-    let p = past_key.shape()[2];
-    if mask.shape() != [b, 1, q, p + q] {
+    let (b, q) = (hidden.dim(0), hidden.dim(1));
+    let p = past_key.dim(2);
+    if mask.shape != [b, 1, q, p + q] {
         return Err(Error::Input(format!(
             "layer {l}: mask has shape {:?}, expected [{b}, 1, {q}, {}] (batch, 1, rows, past + rows)",
-            mask.shape(),
+            mask.shape,
             p + q
         )));
     }
-    if past_key.shape()[0] != b || past_value.shape() != past_key.shape() {
+    if past_key.dim(0) != b || past_value.shape() != past_key.shape() {
         return Err(Error::Input(format!(
             "layer {l}: past key {:?} / value {:?} do not match batch {b}",
             past_key.shape(),
             past_value.shape()
         )));
     }
-    let sink = match masked_rows {
-        MaskedRows::Uniform => None,
-        MaskedRows::Zero => with_zero_sink(mask),
+    if cos.dim(0) != b || cos.dim(1) != q || sin.shape() != cos.shape() {
+        return Err(Error::Input(format!(
+            "layer {l}: rotary tables {:?} do not match rows [{b}, {q}]",
+            cos.shape()
+        )));
+    }
+    let data = pkg.data();
+    let sunk = match &mask.sink {
+        Some(zero) => Some((
+            data.concat(zero, past_key, 2)?,
+            data.concat(zero, past_value, 2)?,
+        )),
+        None => None,
     };
-    let sunk_past = sink.as_ref().map(|_| {
-        let (pb, h, _, d) = past_key.dim();
-        let zero = Array4::<f32>::zeros((pb, h, 1, d));
-        (
-            concatenate(Axis(2), &[zero.view(), past_key]).expect("same batch and heads"),
-            concatenate(Axis(2), &[zero.view(), past_value]).expect("same batch and heads"),
-        )
-    });
-    let (past_key, past_value, mask) = match (&sink, &sunk_past) {
-        (Some(m), Some((k, v))) => (k.view(), v.view(), m.view()),
-        _ => (past_key, past_value, mask),
+    let (past_key, past_value) = match &sunk {
+        Some((k, v)) => (k, v),
+        None => (past_key, past_value),
     };
     let graph = if with_attn {
         pkg.layer_attn(l)?
@@ -76,45 +123,44 @@ pub fn run_layer(
         outputs.push(LAYER_OUT_ATTN);
     }
     let out = graph.run(
-        vec![
-            (LAYER_IN_HIDDEN, Input::F32(hidden.into_dyn())),
-            (LAYER_IN_COS, Input::F32(cos.into_dyn())),
-            (LAYER_IN_SIN, Input::F32(sin.into_dyn())),
-            (LAYER_IN_PAST_KEY, Input::F32(past_key.into_dyn())),
-            (LAYER_IN_PAST_VALUE, Input::F32(past_value.into_dyn())),
-            (LAYER_IN_MASK, Input::F32(mask.into_dyn())),
+        data,
+        &[
+            (LAYER_IN_HIDDEN, hidden),
+            (LAYER_IN_COS, cos),
+            (LAYER_IN_SIN, sin),
+            (LAYER_IN_PAST_KEY, past_key),
+            (LAYER_IN_PAST_VALUE, past_value),
+            (LAYER_IN_MASK, &mask.tensor),
         ],
         &outputs,
     )?;
-    let bad = |e: ndarray::ShapeError| Error::GraphMismatch {
-        path: graph.path().to_path_buf(),
-        msg: e.to_string(),
-    };
     let mut it = out.into_iter();
-    Ok(LayerOutput {
-        hidden: it
-            .next()
-            .expect("hidden")
-            .into_dimensionality::<Ix3>()
-            .map_err(bad)?,
-        key: it
-            .next()
-            .expect("key")
-            .into_dimensionality::<Ix4>()
-            .map_err(bad)?,
-        value: it
-            .next()
-            .expect("value")
-            .into_dimensionality::<Ix4>()
-            .map_err(bad)?,
-        attn: it
-            .next()
-            .map(|a| a.into_dimensionality::<Ix4>().map_err(bad))
-            .transpose()?
-            .map(|a| match sink {
-                // The sink column is ours, not a position of the sequence.
+    let (hidden, key, value) = (
+        it.next().expect("hidden"),
+        it.next().expect("key"),
+        it.next().expect("value"),
+    );
+    let attn = match it.next() {
+        Some(a) => {
+            let a = data
+                .download(&a)?
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| Error::GraphMismatch {
+                    path: graph.path().to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+            // The sink column is ours, not a position of the sequence.
+            Some(match mask.sink {
                 Some(_) => a.slice(s![.., .., .., 1..]).to_owned(),
                 None => a,
-            }),
+            })
+        }
+        None => None,
+    };
+    Ok(LayerOutput {
+        hidden,
+        key,
+        value,
+        attn,
     })
 }

@@ -1,12 +1,15 @@
 //! Execution: the graphs of a package run in sequence — vision, embed, splice, rope, the decoder
-//! layers in extend form with a mask per layer, and a head projection.
+//! layers in extend form with a mask per layer, and a head projection — on tensors that stay in
+//! the provider's memory (`runtime::Tensor`); only the logits that are read come back.
 
 mod forward;
 mod inputs;
 mod layer;
+mod masks;
 mod pruned;
 
 pub use forward::{forward, ForwardOutput, ForwardSpec, Keep, LayerKv};
-pub use inputs::{embed_tokens, encode_video, project, rotary, splice_video, Rotary};
-pub use layer::{run_layer, LayerOutput};
+pub use inputs::{embed_tokens, encode_video, project, project_host, rotary, splice_video, Rotary};
+pub use layer::{run_layer, LayerMask, LayerOutput};
+pub use masks::Masks;
 pub use pruned::{restricted_mask, run_dense, run_dense_from, run_plan, PlanOutput};

@@ -3,16 +3,20 @@
 //! `run_dense` runs the same masks over every row, as the published reference does. Both give the
 //! same logits at the plan's output positions.
 
-use ndarray::{Array2, Array3, Array4, ArrayView1, ArrayView3, Axis};
+use std::collections::HashMap;
+
+use ndarray::{Array2, Array4, ArrayView1, Axis};
 
 use super::forward::{forward, ForwardSpec, Keep};
 use super::inputs::{project, Rotary};
-use super::layer::run_layer;
+use super::layer::{run_layer, LayerMask};
+use super::masks::{schedule_keys, Masks};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
 use crate::pathway::MaskSchedule;
 use crate::plan::Plan;
+use crate::runtime::{Tensor, Upload};
 
 /// Logits at the output positions, and what was computed to get them.
 #[derive(Debug, Clone)]
@@ -57,7 +61,7 @@ pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
 fn check_inputs(
     pkg: &Package,
     schedule: &MaskSchedule,
-    embeds: &ArrayView3<'_, f32>,
+    embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<()> {
     let s = schedule.seq_len();
@@ -68,10 +72,10 @@ fn check_inputs(
             pkg.num_layers()
         )));
     }
-    let (b, t, d) = embeds.dim();
-    if b != 1 || t != s || d != pkg.manifest.hidden_size {
+    if embeds.shape() != [1, s, pkg.manifest.hidden_size] {
         return Err(Error::Input(format!(
-            "input embeddings have shape [{b}, {t}, {d}], the schedule needs [1, {s}, {}]",
+            "input embeddings have shape {:?}, the schedule needs [1, {s}, {}]",
+            embeds.shape(),
             pkg.manifest.hidden_size
         )));
     }
@@ -99,15 +103,17 @@ fn indices_in(have: &[usize], wanted: &[usize], what: &str) -> Result<Vec<usize>
 }
 
 /// Runs `plan` (compiled from `schedule`) on `embeds [1,S,D]` with rotary tables of positions
-/// `0..S`: each layer computes only its planned rows, under the schedule's mask restricted to them.
+/// `0..S`: each layer computes only its planned rows, under the schedule's mask restricted to
+/// them. Rows are dropped by device-side gathers; a layer whose rows and mask equal an earlier
+/// layer's reuses that layer's uploaded mask and rotary rows.
 pub fn run_plan(
     pkg: &Package,
     schedule: &MaskSchedule,
     plan: &Plan,
-    embeds: ArrayView3<'_, f32>,
+    embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<PlanOutput> {
-    check_inputs(pkg, schedule, &embeds, rotary)?;
+    check_inputs(pkg, schedule, embeds, rotary)?;
     if plan.seq_len != schedule.seq_len() || plan.num_layers() != schedule.num_layers() {
         return Err(Error::Input(format!(
             "the plan covers {} positions and {} layers, the schedule {} and {}",
@@ -118,35 +124,63 @@ pub fn run_plan(
         )));
     }
     let m = &pkg.manifest;
+    let data = pkg.data();
     let no_past = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
+    let no_past = data.upload(no_past.view().into_dyn(), Upload::Index)?;
+    let mask_keys = schedule_keys(schedule);
+    // Layers whose row sets are equal share rotary rows; equal (rows, mask) share a mask.
+    let mut row_sets: Vec<(&[usize], Rotary)> = Vec::new();
+    let mut masks: HashMap<(usize, usize), LayerMask> = HashMap::new();
     let mut have: Vec<usize> = (0..plan.seq_len).collect();
-    let mut hidden: Array3<f32> = embeds.to_owned();
+    let mut hidden: Option<Tensor> = None;
     for (l, lp) in plan.layers.iter().enumerate() {
-        if lp.rows != have {
+        let input = hidden.as_ref().unwrap_or(embeds);
+        let gathered = if lp.rows != have {
             let idx = indices_in(&have, &lp.rows, &format!("layer {l}"))?;
-            hidden = hidden.select(Axis(1), &idx);
+            Some(data.gather(input, 1, &idx)?)
+        } else {
+            None
+        };
+        let input = gathered.as_ref().unwrap_or(input);
+        let set = match row_sets.iter().position(|(r, _)| *r == lp.rows.as_slice()) {
+            Some(i) => i,
+            None => {
+                let rot = if lp.rows.len() == plan.seq_len {
+                    Rotary {
+                        cos: data.copy(&rotary.cos)?,
+                        sin: data.copy(&rotary.sin)?,
+                    }
+                } else {
+                    rotary.rows(pkg, &lp.rows)?
+                };
+                row_sets.push((lp.rows.as_slice(), rot));
+                row_sets.len() - 1
+            }
+        };
+        let key = (set, mask_keys[l]);
+        if let std::collections::hash_map::Entry::Vacant(e) = masks.entry(key) {
+            let host = restricted_mask(schedule.layer(l), &lp.rows);
+            e.insert(LayerMask::upload(pkg, host.view(), MaskedRows::Uniform)?);
         }
-        let cos = rotary.cos.select(Axis(1), &lp.rows);
-        let sin = rotary.sin.select(Axis(1), &lp.rows);
-        let mask = restricted_mask(schedule.layer(l), &lp.rows);
+        let rot = &row_sets[set].1;
         let step = run_layer(
             pkg,
             l,
-            hidden.view(),
-            cos.view(),
-            sin.view(),
-            no_past.view(),
-            no_past.view(),
-            mask.view(),
+            input,
+            &rot.cos,
+            &rot.sin,
+            &no_past,
+            &no_past,
+            &masks[&key],
             false,
-            MaskedRows::Uniform,
         )?;
-        hidden = step.hidden;
+        hidden = Some(step.hidden);
         have.clone_from(&lp.rows);
     }
+    let last = hidden.as_ref().unwrap_or(embeds);
     let idx = indices_in(&have, &plan.outputs, "the output")?;
-    let out_rows = hidden.select(Axis(1), &idx);
-    let logits = project(pkg, Projection::NormHead, out_rows.view())?;
+    let out_rows = data.gather(last, 1, &idx)?;
+    let logits = project(pkg, Projection::NormHead, &out_rows)?;
     Ok(PlanOutput {
         positions: plan.outputs.clone(),
         logits: logits.index_axis_move(Axis(0), 0),
@@ -158,26 +192,26 @@ pub fn run_plan(
 pub fn run_dense(
     pkg: &Package,
     schedule: &MaskSchedule,
-    embeds: ArrayView3<'_, f32>,
+    embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<PlanOutput> {
-    run_dense_from(pkg, schedule, 0, embeds.to_owned(), rotary, false).map(|(out, _)| out)
+    run_dense_from(pkg, schedule, 0, embeds, rotary, false).map(|(out, _)| out)
 }
 
 /// [`run_dense`] from layer `start`, whose input (all S rows) is `hidden`: a caller that kept an
 /// earlier run's residual stream reruns only the layers whose masks changed. With `keep_hidden`
-/// the inputs of layers `start..=L` come back too (entry 0 = `hidden`).
+/// the inputs of layers `start..=L` come back too (entry 0 = `hidden`), on the device.
 pub fn run_dense_from(
     pkg: &Package,
     schedule: &MaskSchedule,
     start: usize,
-    hidden: Array3<f32>,
+    hidden: &Tensor,
     rotary: &Rotary,
     keep_hidden: bool,
-) -> Result<(PlanOutput, Vec<Array3<f32>>)> {
-    check_inputs(pkg, schedule, &hidden.view(), rotary)?;
+) -> Result<(PlanOutput, Vec<Tensor>)> {
+    check_inputs(pkg, schedule, hidden, rotary)?;
     let s = schedule.seq_len();
-    let mask_fn = |l: usize| Ok(schedule.layer(l).additive());
+    let masks = Masks::schedule(schedule);
     let out = forward(
         pkg,
         ForwardSpec {
@@ -185,7 +219,7 @@ pub fn run_dense_from(
             hidden,
             rotary,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: keep_hidden,
@@ -193,7 +227,7 @@ pub fn run_dense_from(
             },
         },
     )?;
-    let logits = project(pkg, Projection::NormHead, out.last_row())?;
+    let logits = project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
     let plan = PlanOutput {
         positions: vec![s - 1],
         logits: logits.index_axis_move(Axis(0), 0),

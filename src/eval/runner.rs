@@ -66,7 +66,7 @@ impl EvalMode {
                 let schedule = p.resolve(&SequenceGroups::from_prompt(layout), pkg.num_layers())?;
                 let plan = Plan::compile(&schedule);
                 let (embeds, rotary) = answer::embed(pkg, inputs)?;
-                let out = run_plan(pkg, &schedule, &plan, embeds.view(), &rotary)?;
+                let out = run_plan(pkg, &schedule, &plan, &embeds, &rotary)?;
                 let labels = &pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()];
                 let scores = score_options(
                     out.last_logits(),

@@ -1,13 +1,14 @@
 //! The baseline run of a sample: the plain causal prefill, keeping what knockouts reuse (every
 //! layer's input hidden states and K/V), and the tokens the knockouts measure.
 
-use ndarray::{Array3, ArrayView1, Axis};
+use ndarray::{ArrayView1, Axis};
 
 use crate::answer::{embed, softmax, SampleInputs};
-use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::{Package, Projection};
+use crate::runtime::Tensor;
 
 /// What a knockout reads at the last position: the probabilities of the baseline's predicted
 /// token and of the ground-truth option token, and the new argmax.
@@ -54,13 +55,13 @@ pub fn read_logits(logits: ArrayView1<'_, f32>, answer: i64, truth: i64) -> Resu
 
 /// The baseline of one sample, cached for its knockouts.
 pub struct Baseline {
-    /// `[1,S,D]` spliced input embeddings.
-    pub embeds: Array3<f32>,
+    /// `[1,S,D]` spliced input embeddings (on the device, as everything the sweep reuses).
+    pub embeds: Tensor,
     /// Rotary tables of positions `0..S`, batch 1.
     pub rotary: Rotary,
     /// `hidden[l]` is the input of layer `l` over all rows, `[1,S,D]`; `hidden[L]` the output of
     /// the last layer.
-    pub hidden: Vec<Array3<f32>>,
+    pub hidden: Vec<Tensor>,
     /// Every layer's K/V over all rows, `[1,Hkv,S,Dh]`.
     pub kv: Vec<LayerKv>,
     /// The predicted token a (argmax over the whole vocabulary) and the ground-truth token g.
@@ -71,7 +72,7 @@ pub struct Baseline {
 
 impl Baseline {
     pub fn seq_len(&self) -> usize {
-        self.embeds.shape()[1]
+        self.embeds.dim(1)
     }
 
     /// Whether the model answers the sample correctly (a = g).
@@ -85,7 +86,7 @@ pub fn last_position_logits(
     pkg: &Package,
     out: &engine::ForwardOutput,
 ) -> Result<ndarray::Array2<f32>> {
-    let logits = engine::project(pkg, Projection::NormHead, out.last_row())?;
+    let logits = engine::project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
     Ok(logits.index_axis_move(Axis(1), 0))
 }
 
@@ -101,17 +102,17 @@ pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
     })?;
     let truth_token = layout.option_token_ids[truth];
     let (embeds, rotary) = embed(pkg, inputs)?;
-    let s = embeds.shape()[1];
+    let s = embeds.dim(1);
     let mask = EdgeMask::full_causal(1, s).additive();
-    let mask_fn = |_l: usize| Ok(mask.clone());
+    let masks = Masks::same(&mask);
     let out = engine::forward(
         pkg,
         ForwardSpec {
             start_layer: 0,
-            hidden: embeds.clone(),
+            hidden: &embeds,
             rotary: &rotary,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: true,

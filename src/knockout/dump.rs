@@ -49,7 +49,10 @@ pub fn dump_inputs(
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let (embeds, _) = embed(pkg, inputs)?;
-    let embeds = embeds.index_axis_move(ndarray::Axis(0), 0);
+    let embeds = pkg
+        .data()
+        .download(&embeds)?
+        .index_axis_move(ndarray::Axis(0), 0);
     let layout = &inputs.layout;
     let stem = dir.join(format!("{index:05}"));
     let tensors_path = stem.with_extension("safetensors");

@@ -14,12 +14,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ndarray::{concatenate, s, Array3, Array4, Axis};
+use ndarray::{concatenate, Array4, Axis};
 
 use super::baseline::{last_position_logits, read_logits, Baseline, Readout};
 use super::resolve::ResolvedFlow;
 use super::window::{window_layers, WindowStyle};
-use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::Package;
@@ -148,21 +148,24 @@ fn run_naive(
     let mut blocked = causal.clone();
     flow.apply(&mut blocked, None)?;
     let (causal, blocked) = (causal.additive(), blocked.additive());
-    let mask_fn = |l: usize| {
-        Ok(if window.contains(&l) {
-            blocked.clone()
-        } else {
-            causal.clone()
-        })
-    };
+    let masks = Masks::new(
+        |l| usize::from(window.contains(&l)),
+        |l| {
+            Ok(if window.contains(&l) {
+                blocked.clone()
+            } else {
+                causal.clone()
+            })
+        },
+    );
     let out = engine::forward(
         pkg,
         ForwardSpec {
             start_layer: 0,
-            hidden: baseline.embeds.clone(),
+            hidden: &baseline.embeds,
             rotary: &baseline.rotary,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows,
             keep: Keep::default(),
         },
@@ -175,15 +178,13 @@ fn run_naive(
     )
 }
 
-/// The baseline K/V of rows `0..first` in every layer: the `past` of suffix runs.
-fn prefix_kv(baseline: &Baseline, first: usize) -> Vec<LayerKv> {
+/// The baseline K/V of rows `0..first` in every layer: the `past` of suffix runs (cut on the
+/// device, never re-uploaded).
+fn prefix_kv(pkg: &Package, baseline: &Baseline, first: usize) -> Result<Vec<LayerKv>> {
     baseline
         .kv
         .iter()
-        .map(|kv| LayerKv {
-            key: kv.key.slice(s![.., .., ..first, ..]).to_owned(),
-            value: kv.value.slice(s![.., .., ..first, ..]).to_owned(),
-        })
+        .map(|kv| kv.rows(pkg, 0, first))
         .collect()
 }
 
@@ -217,10 +218,11 @@ fn run_optimised(
     }
     let mut past_cache: HashMap<usize, Vec<LayerKv>> = HashMap::new();
     for ((start, first), members) in groups {
-        let past = past_cache
-            .entry(first)
-            .or_insert_with(|| prefix_kv(baseline, first));
-        let suffix = Suffix::new(baseline, first, masked_rows);
+        if let std::collections::hash_map::Entry::Vacant(e) = past_cache.entry(first) {
+            e.insert(prefix_kv(pkg, baseline, first)?);
+        }
+        let past = &past_cache[&first];
+        let suffix = Suffix::new(pkg, baseline, first, masked_rows)?;
         for chunk in members.chunks(batch_size(suffix.rows.len(), max_batch)) {
             let batch: Vec<&Knockout> = chunk.iter().map(|&i| &knockouts[i]).collect();
             let readouts = suffix.run(pkg, baseline, flows, &batch, start, past)?;
@@ -248,21 +250,23 @@ struct Suffix {
 }
 
 impl Suffix {
-    fn new(baseline: &Baseline, first: usize, masked_rows: MaskedRows) -> Suffix {
+    fn new(
+        pkg: &Package,
+        baseline: &Baseline,
+        first: usize,
+        masked_rows: MaskedRows,
+    ) -> Result<Suffix> {
         let s = baseline.seq_len();
         let rows: Vec<usize> = (first..s).collect();
         let keys: Vec<usize> = (0..s).collect();
         let causal = EdgeMask::causal(1, &rows, &keys);
-        Suffix {
-            rotary: Rotary {
-                cos: baseline.rotary.cos.slice(s![.., first.., ..]).to_owned(),
-                sin: baseline.rotary.sin.slice(s![.., first.., ..]).to_owned(),
-            },
+        Ok(Suffix {
+            rotary: baseline.rotary.rows(pkg, &rows)?,
             rows,
             keys,
             causal,
             masked_rows,
-        }
+        })
     }
 
     fn run(
@@ -284,7 +288,15 @@ impl Suffix {
             flows[k.flow].apply(&mut m, None)?;
             blocked.push(m.additive());
         }
-        let mask_fn = |l: usize| -> Result<Array4<f32>> {
+        // Layers with the same in-window pattern over the batch share one mask.
+        let pattern =
+            |l: usize| -> Vec<bool> { batch.iter().map(|k| k.window.contains(&l)).collect() };
+        let num_layers = pkg.manifest.num_layers;
+        let keys: Vec<usize> = (0..num_layers)
+            .map(|l| (0..=l).find(|&e| pattern(e) == pattern(l)).unwrap_or(l))
+            .collect();
+        let key = move |l: usize| keys[l];
+        let build = |l: usize| -> Result<Array4<f32>> {
             let parts: Vec<_> = batch
                 .iter()
                 .zip(&blocked)
@@ -298,17 +310,22 @@ impl Suffix {
                 .collect();
             Ok(concatenate(Axis(0), &parts).expect("masks of one suffix share their shape"))
         };
-        let rows = baseline.hidden[start].slice(s![.., first.., ..]);
-        let (_, q, d) = rows.dim();
-        let hidden: Array3<f32> = rows.broadcast((b, q, d)).expect("batch 1").to_owned();
+        let masks = Masks::new(key, build);
+        let data = pkg.data();
+        let rows = data.slice(&baseline.hidden[start], 1, first, baseline.seq_len())?;
+        let hidden = if b > 1 {
+            data.expand_batch(&rows, b)?
+        } else {
+            rows
+        };
         let out = engine::forward(
             pkg,
             ForwardSpec {
                 start_layer: start,
-                hidden,
+                hidden: &hidden,
                 rotary: &self.rotary,
                 past: Some(past),
-                mask: &mask_fn,
+                masks: &masks,
                 masked_rows: self.masked_rows,
                 keep: Keep::default(),
             },

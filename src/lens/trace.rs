@@ -1,12 +1,13 @@
 //! The logit lens over a baseline run: every layer's output projected to the vocabulary (final
 //! norm + LM head, LM head alone, or the input-embedding matrix).
 
-use ndarray::{concatenate, s, Array3, ArrayView1, Axis};
+use ndarray::{ArrayView1, Axis};
 
 use crate::answer::softmax;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::package::{Package, Projection};
+use crate::runtime::Tensor;
 
 /// The lens at the last position of one layer's output.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,20 +47,24 @@ fn token_index(t: i64, vocab: usize) -> Result<usize> {
 /// position of every layer in one head call.
 pub fn last_position_lens(
     pkg: &Package,
-    outputs: &[Array3<f32>],
+    outputs: &[Tensor],
     projection: Projection,
     option_tokens: &[i64],
     pred_token: i64,
 ) -> Result<Vec<LastPositionLens>> {
-    let rows: Vec<_> = outputs
-        .iter()
-        .map(|h| {
-            let s = h.shape()[1];
-            h.slice(s![.., s - 1..s, ..])
-        })
-        .collect();
-    let stacked = concatenate(Axis(1), &rows).map_err(|e| Error::Input(e.to_string()))?;
-    let logits = engine::project(pkg, projection, stacked.view())?;
+    let data = pkg.data();
+    let mut stacked: Option<Tensor> = None;
+    for h in outputs {
+        let s = h.dim(1);
+        let row = data.gather(h, 1, &[s - 1])?;
+        stacked = Some(match stacked {
+            None => row,
+            Some(rows) => data.concat(&rows, &row, 1)?,
+        });
+    }
+    let stacked = stacked
+        .ok_or_else(|| Error::Input("the logit lens needs at least one layer output".into()))?;
+    let logits = engine::project(pkg, projection, &stacked)?;
     let vocab = logits.shape()[2];
     logits
         .index_axis(Axis(0), 0)
@@ -86,15 +91,15 @@ pub fn last_position_lens(
 /// layer output: `[layer][position]`.
 pub fn top1_tokens(
     pkg: &Package,
-    outputs: &[Array3<f32>],
+    outputs: &[Tensor],
     projection: Projection,
     positions: std::ops::Range<usize>,
 ) -> Result<Vec<Vec<i64>>> {
     outputs
         .iter()
         .map(|h| {
-            let rows = h.slice(s![.., positions.clone(), ..]);
-            let logits = engine::project(pkg, projection, rows)?;
+            let rows = pkg.data().slice(h, 1, positions.start, positions.end)?;
+            let logits = engine::project(pkg, projection, &rows)?;
             Ok(logits
                 .index_axis(Axis(0), 0)
                 .outer_iter()

@@ -1,20 +1,13 @@
-//! One ONNX graph and its session, with typed inputs and float outputs copied out.
+//! One ONNX graph and its session, run on tensors that stay in the provider's memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
-use ort::session::{Session, SessionInputValue};
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
 
 use crate::error::{Error, Result};
-use crate::runtime::{open_session, RuntimeOptions};
-
-/// An input tensor borrowed from the caller.
-pub enum Input<'a> {
-    F32(ArrayViewD<'a, f32>),
-    I64(ArrayViewD<'a, i64>),
-}
+use crate::runtime::{open_session, DataPath, RuntimeOptions, Tensor};
 
 /// Declared element type and shape (-1 = dynamic) of one graph input or output.
 #[derive(Debug, Clone)]
@@ -79,56 +72,42 @@ impl Graph {
         &self.outputs
     }
 
-    /// Runs the graph and returns the named float outputs, in the order asked.
+    /// Runs the graph on tensors in the provider's memory; the named outputs, in the order asked,
+    /// are bound to that memory too, so nothing crosses to the host.
     pub fn run(
         &self,
-        inputs: Vec<(&str, Input<'_>)>,
+        data: &DataPath,
+        inputs: &[(&str, &Tensor)],
         outputs: &[&str],
-    ) -> Result<Vec<ArrayD<f32>>> {
+    ) -> Result<Vec<Tensor>> {
         let ctx = |e: ort::Error| Error::Runtime(format!("{}: {e}", self.path.display()));
-        // Contiguous copies only where a view is not already in standard layout.
-        let f32_owned: Vec<(usize, CowArray<'_, f32, IxDyn>)> = inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, v))| match v {
-                Input::F32(a) => Some((i, a.as_standard_layout())),
-                Input::I64(_) => None,
-            })
-            .collect();
-        let i64_owned: Vec<(usize, CowArray<'_, i64, IxDyn>)> = inputs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, v))| match v {
-                Input::I64(a) => Some((i, a.as_standard_layout())),
-                Input::F32(_) => None,
-            })
-            .collect();
-        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
-        for (i, (name, _)) in inputs.iter().enumerate() {
-            let value: SessionInputValue<'_> =
-                if let Some((_, a)) = f32_owned.iter().find(|(j, _)| *j == i) {
-                    TensorRef::from_array_view(a.view()).map_err(ctx)?.into()
-                } else {
-                    let (_, a) = i64_owned.iter().find(|(j, _)| *j == i).expect("input kind");
-                    TensorRef::from_array_view(a.view()).map_err(ctx)?.into()
-                };
-            values.push((name.to_string(), value));
-        }
         let mut session = self.session.lock().map_err(|_| {
             Error::Runtime(format!("{}: session lock poisoned", self.path.display()))
         })?;
-        let result = session.run(values).map_err(ctx)?;
+        let mut binding = session.create_binding().map_err(ctx)?;
+        for (name, t) in inputs {
+            binding.bind_input(*name, t.value()).map_err(ctx)?;
+        }
+        for name in outputs {
+            if !self.outputs.iter().any(|p| p.name == *name) {
+                return Err(Error::Runtime(format!(
+                    "{}: the graph has no output `{name}`",
+                    self.path.display()
+                )));
+            }
+            binding
+                .bind_output_to_device(*name, data.memory())
+                .map_err(ctx)?;
+        }
+        let mut result = session.run_binding(&binding).map_err(ctx)?;
+        let what = self.path.display().to_string();
         outputs
             .iter()
             .map(|name| {
-                let value = result.get(*name).ok_or_else(|| {
-                    Error::Runtime(format!(
-                        "{}: the graph has no output `{name}`",
-                        self.path.display()
-                    ))
+                let value = result.remove(*name).ok_or_else(|| {
+                    Error::Runtime(format!("{what}: the graph returned no `{name}`"))
                 })?;
-                let arr = value.try_extract_array::<f32>().map_err(ctx)?;
-                Ok(arr.to_owned())
+                Tensor::from_value(value, data.on_host(), &what)
             })
             .collect()
     }

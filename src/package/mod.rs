@@ -8,13 +8,13 @@ pub mod validate;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use graph::{Graph, Input};
+pub use graph::Graph;
 pub use manifest::Manifest;
 pub use validate::PromptCheck;
 
 use crate::error::{Error, Result};
 use crate::prompt::PromptBuilder;
-use crate::runtime::RuntimeOptions;
+use crate::runtime::{DataPath, RuntimeOptions};
 
 /// Which projection turns a hidden state into logits (the logit-lens modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,6 +55,8 @@ pub struct Package {
     pub head_norm: Graph,
     pub head_lm: Graph,
     pub head_embed: Graph,
+    /// Where tensors live and what crosses between host and device.
+    data: DataPath,
     /// The prompt builder of the deep check (its tokenizer loaded once, at open).
     prompt: PromptBuilder,
     /// What the deep check at open verified.
@@ -129,6 +131,7 @@ impl Package {
             head_norm,
             head_lm,
             head_embed,
+            data: DataPath::new(opts)?,
             prompt,
             prompt_check,
             manifest,
@@ -137,6 +140,12 @@ impl Package {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The data path of this package's tensors: uploads, downloads, device-side row moves and
+    /// the transfer counters.
+    pub fn data(&self) -> &DataPath {
+        &self.data
     }
 
     pub fn tokenizer_path(&self) -> PathBuf {

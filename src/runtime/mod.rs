@@ -9,19 +9,23 @@
 //! created with the environment, and its threads block instead of spinning when idle.
 
 mod library;
+mod ops;
 mod providers;
+mod tensor;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 
 use crate::error::{Error, Result};
 
 pub use library::locate_library;
 pub use providers::{CudaOptions, Device, TensorRtOptions};
+pub use tensor::{DataPath, Tensor, Transfers, Upload, UploadBytes};
 
 /// How sessions are created: device, threads, provider options, and which ONNX Runtime library.
 #[derive(Debug, Clone)]
@@ -131,10 +135,10 @@ pub fn environment(requested: Option<&Path>, threads: usize) -> Result<&'static 
     Ok(&loaded.env)
 }
 
-/// Opens one graph as a session with the requested device and thread count.
-pub fn open_session(path: &Path, opts: &RuntimeOptions) -> Result<Session> {
+/// A session builder for the requested device and thread count; `what` names the graph in errors.
+pub(crate) fn session_builder(opts: &RuntimeOptions, what: &str) -> Result<SessionBuilder> {
     let env = environment(opts.ort_library.as_deref(), opts.threads)?;
-    let ctx = |e: ort::Error| Error::Runtime(format!("{}: {e}", path.display()));
+    let ctx = |e: ort::Error| Error::Runtime(format!("{what}: {e}"));
     let mut builder = Session::builder(env)
         .map_err(ctx)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -145,16 +149,25 @@ pub fn open_session(path: &Path, opts: &RuntimeOptions) -> Result<Session> {
             .with_execution_providers(providers)
             .map_err(|e| Error::Provider {
                 provider: opts.device.to_string(),
-                msg: format!("{}: {e}", path.display()),
+                msg: format!("{what}: {e}"),
             })?;
     }
+    Ok(builder)
+}
+
+/// Opens one graph as a session with the requested device and thread count.
+pub fn open_session(path: &Path, opts: &RuntimeOptions) -> Result<Session> {
+    let what = path.display().to_string();
+    let mut builder = session_builder(opts, &what)?;
     if !path.exists() {
         return Err(Error::io(
             path,
             std::io::Error::new(std::io::ErrorKind::NotFound, "graph file not found"),
         ));
     }
-    builder.commit_from_file(path).map_err(ctx)
+    builder
+        .commit_from_file(path)
+        .map_err(|e| Error::Runtime(format!("{what}: {e}")))
 }
 
 #[cfg(test)]

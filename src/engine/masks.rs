@@ -1,0 +1,102 @@
+//! The masks of one forward pass: each distinct mask is built on the host and uploaded once,
+//! however many layers use it.
+
+use std::collections::HashMap;
+
+use ndarray::Array4;
+
+use super::layer::LayerMask;
+use crate::error::Result;
+use crate::mask::MaskedRows;
+use crate::package::Package;
+use crate::pathway::MaskSchedule;
+
+type KeyFn<'a> = dyn Fn(usize) -> usize + 'a;
+type BuildFn<'a> = dyn Fn(usize) -> Result<Array4<f32>> + 'a;
+
+/// Which mask each layer uses: `key(l)` names it (layers with equal keys must have equal
+/// masks), `build(l)` builds the additive `[B,1,Q,P+Q]` mask of layer `l`, called only for the
+/// first layer of each key.
+pub struct Masks<'a> {
+    key: Box<KeyFn<'a>>,
+    build: Box<BuildFn<'a>>,
+}
+
+impl<'a> Masks<'a> {
+    pub fn new(
+        key: impl Fn(usize) -> usize + 'a,
+        build: impl Fn(usize) -> Result<Array4<f32>> + 'a,
+    ) -> Masks<'a> {
+        Masks {
+            key: Box::new(key),
+            build: Box::new(build),
+        }
+    }
+
+    /// One mask for every layer.
+    pub fn same(mask: &'a Array4<f32>) -> Masks<'a> {
+        Masks::new(|_| 0, move |_| Ok(mask.clone()))
+    }
+
+    /// A mask per layer, none shared.
+    pub fn per_layer(build: impl Fn(usize) -> Result<Array4<f32>> + 'a) -> Masks<'a> {
+        Masks::new(|l| l, build)
+    }
+
+    /// The layers of a schedule; layers with equal masks share one upload.
+    pub fn schedule(schedule: &'a MaskSchedule) -> Masks<'a> {
+        let keys = schedule_keys(schedule);
+        Masks::new(move |l| keys[l], move |l| Ok(schedule.layer(l).additive()))
+    }
+}
+
+/// For each layer, the first layer whose blocked edges are the same (compared by digest).
+pub(crate) fn schedule_keys(schedule: &MaskSchedule) -> Vec<usize> {
+    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
+    schedule
+        .layers()
+        .enumerate()
+        .map(|(l, m)| {
+            let mut h = blake3::Hasher::new();
+            for d in m.blocked().shape() {
+                h.update(&(*d as u64).to_le_bytes());
+            }
+            let bytes: Vec<u8> = m.blocked().iter().map(|&b| b as u8).collect();
+            h.update(&bytes);
+            for list in [m.queries(), m.keys()] {
+                for p in list {
+                    h.update(&(*p as u64).to_le_bytes());
+                }
+            }
+            *first.entry(*h.finalize().as_bytes()).or_insert(l)
+        })
+        .collect()
+}
+
+/// The uploaded masks of one forward, by key.
+pub(crate) struct MaskCache<'m, 'a> {
+    masks: &'m Masks<'a>,
+    masked_rows: MaskedRows,
+    uploaded: HashMap<usize, LayerMask>,
+}
+
+impl<'m, 'a> MaskCache<'m, 'a> {
+    pub(crate) fn new(masks: &'m Masks<'a>, masked_rows: MaskedRows) -> Self {
+        MaskCache {
+            masks,
+            masked_rows,
+            uploaded: HashMap::new(),
+        }
+    }
+
+    /// Layer `l`'s mask, uploaded on first use of its key.
+    pub(crate) fn layer(&mut self, pkg: &Package, l: usize) -> Result<&LayerMask> {
+        let key = (self.masks.key)(l);
+        if !self.uploaded.contains_key(&key) {
+            let host = (self.masks.build)(l)?;
+            let m = LayerMask::upload(pkg, host.view(), self.masked_rows)?;
+            self.uploaded.insert(key, m);
+        }
+        Ok(&self.uploaded[&key])
+    }
+}
