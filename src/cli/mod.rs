@@ -5,6 +5,7 @@ mod attention;
 mod bench;
 mod demo;
 mod discover;
+mod doctor;
 mod eval;
 mod info;
 mod knockout;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// The whole method on the toy models: eval, knockout, lens, pathways, bench -> out/demo/report.md.
     Demo(demo::Args),
+    /// Check this machine for the cpu, cuda and tensorrt devices: ONNX Runtime, GPU libraries, GPU.
+    Doctor(doctor::Args),
     /// Print the summary of a model package and check its graphs against the manifest.
     Info(info::Args),
     /// Answer a multiple-choice question about a video, or a JSON list of samples.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
+        Command::Doctor(a) => doctor::run(a),
         Command::Info(a) => info::run(a),
         Command::Answer(a) => answer::run(a),
         Command::Eval(a) => eval::run_eval(a),

@@ -8,10 +8,12 @@
 //! global intra-op pool of [`RuntimeOptions::threads`] threads (the calling thread included),
 //! created with the environment, and its threads block instead of spinning when idle.
 
+pub mod doctor;
 mod library;
 mod ops;
 mod providers;
 mod tensor;
+pub mod trt_profile;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -23,9 +25,12 @@ use ort::session::Session;
 
 use crate::error::{Error, Result};
 
-pub use library::locate_library;
+pub use library::{find_library, locate_library, LibrarySource, ORT_LIBRARY_ENV};
 pub use providers::{CudaOptions, Device, TensorRtOptions};
 pub use tensor::{DataPath, Tensor, Transfers, Upload, UploadBytes};
+pub use trt_profile::{
+    package_digest, shape_profile, tensorrt_options_for, GraphKind, ProfileLimits, ShapeProfile,
+};
 
 /// How sessions are created: device, threads, provider options, and which ONNX Runtime library.
 #[derive(Debug, Clone)]

@@ -74,6 +74,9 @@ pub(super) fn dispatch(opts: &RuntimeOptions) -> Result<Vec<ExecutionProviderDis
         }
         Device::TensorRt => {
             require_available::<ep::TensorRT>(opts.device, "TensorrtExecutionProvider")?;
+            // With the GPU build present, ONNX Runtime's own message for a missing libnvinfer
+            // names the provider, not the file; this one names the library and how to get it.
+            tensorrt_libraries_loadable()?;
             let t = &opts.tensorrt;
             let mut trt = ep::TensorRT::default()
                 .with_device_id(opts.cuda.device_id)
@@ -100,6 +103,21 @@ pub(super) fn dispatch(opts: &RuntimeOptions) -> Result<Vec<ExecutionProviderDis
     }
 }
 
+/// The TensorRT library check of `vidflow doctor`, run once per process (a package opens about
+/// twenty sessions).
+fn tensorrt_libraries_loadable() -> Result<()> {
+    static CHECK: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    CHECK
+        .get_or_init(|| {
+            super::doctor::check_tensorrt_libraries(&super::doctor::SearchPath::system(&[]))
+        })
+        .clone()
+        .map_err(|msg| Error::Provider {
+            provider: Device::TensorRt.to_string(),
+            msg,
+        })
+}
+
 fn require_available<E: ExecutionProvider>(device: Device, name: &str) -> Result<()> {
     let lib = super::ENVIRONMENT
         .get()
@@ -112,7 +130,8 @@ fn require_available<E: ExecutionProvider>(device: Device, name: &str) -> Result
             provider: device.to_string(),
             msg: format!(
                 "{name} is not part of the ONNX Runtime build at {lib}; install the GPU build \
-                 (pip onnxruntime-gpu==1.31.1, CUDA 13) and point {} at its capi/libonnxruntime.so",
+                 (pip install onnxruntime-gpu==1.31.1, CUDA 13) and point {} at its \
+                 capi/libonnxruntime.so.1.31.1; `vidflow doctor` lists what else is missing",
                 super::library::ORT_LIBRARY_ENV
             ),
         }),
