@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod attention;
 pub mod bench;
+pub mod check;
 pub mod cluster;
 pub mod data;
 pub mod demo;

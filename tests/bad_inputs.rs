@@ -9,6 +9,8 @@
 //! the TVBench, TOMATO and JSON-list layouts, and real run folders (eval shards, a knockout run)
 //! that the merge and discover cases then break. docs/testing.md ("Bad-input battery") lists
 //! what each table covers.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};

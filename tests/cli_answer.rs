@@ -1,5 +1,7 @@
 //! `vidflow answer` on the shipped test package: every input kind works, every error case says
 //! what went wrong and with which file. Videos are generated here with the ffmpeg CLI.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

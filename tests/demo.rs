@@ -1,6 +1,8 @@
 //! `vidflow demo`, shortened to a few samples: every step runs and writes what the report claims,
 //! the counts agree with the settings (known edge and record counts), a rerun resumes, and a
 //! folder made with other settings is refused.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

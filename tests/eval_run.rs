@@ -1,4 +1,6 @@
 //! `vidflow eval` / `vidflow merge` on TVBench- and TOMATO-layout folders generated here.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

@@ -12,7 +12,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "video")]
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{open_tiny, repo_path, tiny_dir};
@@ -68,6 +70,7 @@ fn sweep(
 }
 
 /// `ffmpeg -v error -y <args> <dir/name>`.
+#[cfg(feature = "video")]
 fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
     let out = Command::new("ffmpeg")
@@ -84,7 +87,8 @@ fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
-/// Two generated videos and their sample list.
+/// Two generated videos and their sample list (decoding them needs the `video` feature).
+#[cfg(feature = "video")]
 fn generated_samples(dir: &Path) -> Vec<Sample> {
     ffmpeg(
         dir,
@@ -125,6 +129,7 @@ fn rel_close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * a.abs().max(b.abs()) + 1e-300
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn optimised_sweep_equals_naive_sweep_for_every_target_and_style() {
     let pkg = open_tiny();
@@ -614,6 +619,7 @@ fn the_command_resumes_without_loss_or_repetition_and_reports() {
     assert!(err.contains("`masked_rows`"), "{err}");
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn zero_policy_runs_the_same_optimised_and_naive_and_changes_only_empty_rows() {
     // A flow that leaves the last row no key at all, and one that leaves it some.

@@ -766,6 +766,7 @@ fn plan_command_reports_shape_only_and_package_plans() {
     assert!(ok, "{err}");
 }
 
+#[cfg(feature = "video")]
 #[test]
 fn bench_command_times_every_mode_on_a_generated_video() {
     let dir = tempfile::tempdir().unwrap();

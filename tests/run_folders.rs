@@ -1,6 +1,8 @@
 //! Run folders keep what they hold: one writer at a time, resume only with the same inputs (by
 //! content), merges that refuse what would lose or mix records, failed samples retried, runs that
 //! score nothing failing with exit status 2, and sizes refused before they are allocated.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

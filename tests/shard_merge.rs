@@ -1,6 +1,8 @@
 //! `--shard K/N` and `vidflow merge` for lens and attention runs (eval: tests/eval_run.rs and
 //! tests/run_folders.rs; knockout: tests/slurm.rs): the merged folder holds every record of a
 //! single-process run exactly once, in its order, with the same summary CSV.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

@@ -6,6 +6,8 @@
 //!
 //! Skipped (loudly) only where Slurm is not installed or the test is not root; `make setup`
 //! installs Debian's slurm-wlm and munge, so `make test` runs it.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! `vidflow synth`: determinism, the TVBench layout, balanced answers, and the property the
 //! temporal tasks exist for: no single frame gives the answer away.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! held-out accuracies PyTorch measured when training them (`models/toy-train.json`): the same
 //! `vidflow synth` set is regenerated from its recorded seed and scored by `vidflow eval`, i.e. by
 //! vidflow's own decoding, preprocessing and ONNX graphs.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 mod common;
 

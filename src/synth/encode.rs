@@ -4,17 +4,38 @@
 //! (CRF 12, close to visually lossless at these sizes), 4:2:0 chroma, BT.601 limited range (what
 //! FFmpeg assumes when a stream carries no colour tags, so vidflow's decoder converts it back with
 //! the same matrix).
+//!
+//! Builds without the `video` feature have no encoder: [`write_mp4`] then refuses, and so does
+//! `vidflow synth` before it draws anything (see `synth::generate`).
 
 use std::path::Path;
+#[cfg(feature = "video")]
 use std::sync::Once;
 
+#[cfg(feature = "video")]
 use ffmpeg::software::scaling;
+#[cfg(feature = "video")]
 use ffmpeg::{codec, encoder, format, frame, Dictionary, Packet, Rational};
+#[cfg(feature = "video")]
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
 
+/// Why synth cannot run in a build without FFmpeg.
+pub const NO_VIDEO_ENCODING: &str = "this build has no video encoding (vidflow was built without \
+     the `video` feature); build with the default features (`cargo build --release`, which needs \
+     FFmpeg's libraries) to write synthetic videos";
+
+#[cfg(not(feature = "video"))]
+pub fn write_mp4(path: &Path, _frames: &[RgbImage], _fps: u32) -> Result<()> {
+    Err(Error::Video {
+        path: path.to_path_buf(),
+        msg: NO_VIDEO_ENCODING.to_string(),
+    })
+}
+
+#[cfg(feature = "video")]
 fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -23,6 +44,7 @@ fn init() {
     });
 }
 
+#[cfg(feature = "video")]
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Video {
         path: path.to_path_buf(),
@@ -30,6 +52,7 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+#[cfg(feature = "video")]
 /// Writes `frames` (all the same size, even width and height) as an H.264 mp4 at `fps`.
 pub fn write_mp4(path: &Path, frames: &[RgbImage], fps: u32) -> Result<()> {
     init();

@@ -13,6 +13,8 @@
 //! With `dump_frames = Some(F)`, `frames/<task>.npy` holds the F frames of every sample as uint8
 //! `[N, F, H, W, 3]`, decoded back from the written mp4 files by vidflow's own decoder and
 //! segment-middle sampling, so training sees exactly the pixels `vidflow eval` sees.
+//!
+//! Needs the `video` cargo feature (FFmpeg) to write the mp4 files; without it `generate` refuses.
 
 mod draw;
 mod encode;
@@ -32,7 +34,7 @@ use rng::Rng;
 use tasks::{Geometry, TaskSpec};
 
 pub use draw::{BACKGROUND, PALETTE};
-pub use encode::write_mp4;
+pub use encode::{write_mp4, NO_VIDEO_ENCODING};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -312,6 +314,9 @@ pub struct SynthSummary {
 }
 
 /// Writes the dataset into `out` (which must not hold a dataset already).
+///
+/// Builds without the `video` feature refuse after checking the settings and before writing
+/// anything, rather than leave a dataset without videos.
 pub fn generate(
     out: &Path,
     cfg: &SynthConfig,
@@ -319,6 +324,12 @@ pub fn generate(
 ) -> Result<SynthSummary> {
     cfg.check()?;
     let specs = cfg.selected()?;
+    if !cfg!(feature = "video") {
+        return Err(Error::Video {
+            path: out.to_path_buf(),
+            msg: encode::NO_VIDEO_ENCODING.to_string(),
+        });
+    }
     let json_dir = out.join("json");
     if json_dir.exists() {
         return Err(Error::Input(format!(

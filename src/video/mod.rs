@@ -1,12 +1,18 @@
 //! Video input: decode a file (mp4, webm, avi, gif, anything FFmpeg reads) or a folder of frame
 //! images, pick F frames by the benchmark rule, and turn them into `pixel_values [F,3,H,W]`.
 //!
+//! Decoding video files needs the `video` cargo feature (FFmpeg, on by default); frame folders do not.
+//!
 //! Decoding ([`sample_frames`], [`decode_frames_at`]) returns plain RGB frames and is kept apart
 //! from preprocessing ([`preprocess`]) so that decoded pixels can be checked exactly against an
 //! independent decoder, and preprocessing against the model's own processor.
 
+#[cfg(feature = "video")]
 mod decode;
 mod folder;
+mod info;
+#[cfg(not(feature = "video"))]
+mod no_decode;
 mod preprocess;
 mod sampling;
 
@@ -18,8 +24,12 @@ use ndarray::Array4;
 use crate::error::{Error, Result};
 use crate::package::manifest::{FrameSampling, VideoSpec};
 
-pub use decode::{count_frames, decode_frames_at, probe, FrameCountSource, VideoInfo};
+#[cfg(feature = "video")]
+pub use decode::{count_frames, decode_frames_at, probe};
 pub use folder::{list_frame_files, load_frame_image};
+pub use info::{FrameCountSource, VideoInfo};
+#[cfg(not(feature = "video"))]
+pub use no_decode::{count_frames, decode_frames_at, probe, NO_VIDEO_DECODING};
 pub use preprocess::{filter_type, preprocess, resize_frame, resized_size};
 pub use sampling::{segment_middle_indices, SamplingError, TimeWindow};
 
@@ -92,10 +102,22 @@ fn video_err(path: &Path, msg: impl Into<String>) -> Error {
 /// is decoded once to count its frames. Whenever decoding finds a different count, the indices are
 /// recomputed from the true count and the file is decoded again, so the frames are always those of
 /// the rule applied to the real number of decodable frames.
+///
+/// Builds without the `video` feature read frame folders only and refuse video files.
 pub fn sample_frames(path: &Path, request: &FrameRequest) -> Result<SampledFrames> {
     if path.is_dir() {
         return sample_folder(path, request);
     }
+    sample_file(path, request)
+}
+
+#[cfg(not(feature = "video"))]
+fn sample_file(path: &Path, _request: &FrameRequest) -> Result<SampledFrames> {
+    Err(no_decode::refuse(path))
+}
+
+#[cfg(feature = "video")]
+fn sample_file(path: &Path, request: &FrameRequest) -> Result<SampledFrames> {
     let info = probe(path)?;
     let fps = info.fps;
     let plan = |total: usize| {
