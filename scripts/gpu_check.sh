@@ -30,14 +30,10 @@
 # (5) a package with LLaVA-NeXT-Video-7B's layer shape (random weights, fp16, exported here) benchmarked
 # full vs pruned at S = 1267, with ms per layer and the fraction of the GPU's fp16 peak.
 #
-# TF32: ONNX Runtime's CUDA provider rounds fp32 MatMul/Gemm inputs to TF32 unless its provider option
-# `use_tf32` is 0 (ORT 1.31; the `ort` crate's ep::CUDA::with_tf32(false)), and TF32 keeps 10 mantissa
-# bits, far from the 1e-4 golden contract. vidflow cannot set that option yet: src/runtime/providers.rs
-# builds ep::CUDA with only with_device_id, and CudaOptions has no tf32 field. What is missing is a
-# `tf32: bool` in CudaOptions (default false for checks), a `--cuda-tf32` flag in src/cli/runtime_args.rs,
-# and `.with_tf32(opts.cuda.tf32)` on the ep::CUDA builder. Until then this script sets
-# NVIDIA_TF32_OVERRIDE=0, which cuBLAS and cuDNN honour over any programmatic setting (NVIDIA's cuBLAS
-# documentation, "NVIDIA_TF32_OVERRIDE"), so the fp32 check still runs without TF32.
+# TF32: ONNX Runtime's CUDA provider can round fp32 MatMul/Gemm inputs to TF32 (10 mantissa bits, far
+# from the 1e-4 golden contract). vidflow sets the provider option `use_tf32` explicitly, off unless
+# `--cuda-tf32` is given (src/runtime/providers.rs), and this script also sets NVIDIA_TF32_OVERRIDE=0,
+# which cuBLAS and cuDNN honour over any programmatic setting, so nothing else can turn it back on.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use common::*;
 use ndarray::{Axis, Ix2, Ix4};
 use serde_json::Value;
-use vidflow::engine::{self, ForwardSpec, Keep};
+use vidflow::engine::{self, ForwardSpec, Keep, Masks};
 use vidflow::mask::MaskedRows;
 use vidflow::package::Projection;
 
@@ -141,7 +141,7 @@ fn check_passes_on_the_tiny_package_and_reports_every_part() {
         .iter()
         .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
         .unwrap();
-    let embeds = engine::splice_video(text.view(), at, video.view()).unwrap();
+    let embeds = engine::splice_video(&pkg, &text, at, &video).unwrap();
     let positions = golden
         .i64("position_ids")
         .into_dimensionality::<Ix2>()
@@ -154,21 +154,21 @@ fn check_passes_on_the_tiny_package_and_reports_every_part() {
         }
     }
     let mask = ndarray::Array4::from_shape_vec((1, 1, s, s), causal).unwrap();
-    let mask_fn = |_l: usize| Ok(mask.clone());
+    let masks = Masks::same(&mask);
     let out = engine::forward(
         &pkg,
         ForwardSpec {
             start_layer: 0,
-            hidden: embeds,
+            hidden: &embeds,
             rotary: &rot,
             past: None,
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep::default(),
         },
     )
     .unwrap();
-    let logits = engine::project(&pkg, Projection::NormHead, out.last_row()).unwrap();
+    let logits = engine::project(&pkg, Projection::NormHead, &out.last_row(&pkg).unwrap()).unwrap();
     let want = golden.f32("prefill.logits_last");
     let ours = logits.index_axis(Axis(1), 0);
     let abs = ours

@@ -10,10 +10,11 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use super::{failed, skipped, CheckResult, Diff};
-use crate::engine::{self, ForwardSpec, Keep, LayerKv, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
+use crate::runtime::Tensor;
 
 const GROUP: &str = "golden";
 pub const GOLDEN_DIR: &str = "golden";
@@ -149,7 +150,7 @@ pub fn check(pkg: &Package, tol: f64) -> Result<Vec<CheckResult>> {
 }
 
 struct Inputs {
-    embeds: Array3<f32>,
+    embeds: Tensor,
     rotary: Rotary,
 }
 
@@ -167,7 +168,8 @@ fn inputs(
     let video = engine::encode_video(pkg, pixels.view())?;
     let want = dim::<Ix2, _>(files.f32("video_embeds")?, "video_embeds")?;
     let mut d = Diff::default();
-    d.arrays(video.view(), want.view(), "video embeddings")?;
+    let video_host: ndarray::Array2<f32> = pkg.data().download_as(&video)?;
+    d.arrays(video_host.view(), want.view(), "video embeddings")?;
     out.push(d.result(GROUP, "vision graph: video embeddings".into(), tol));
 
     let text = engine::embed_tokens(pkg, ids.view())?;
@@ -177,18 +179,20 @@ fn inputs(
             "golden input_ids hold no video placeholder (id {video_id})"
         ))
     })?;
-    let embeds = engine::splice_video(text.view(), at, video.view())?;
+    let embeds = engine::splice_video(pkg, &text, at, &video)?;
     let want = dim::<Ix3, _>(files.f32("embeds")?, "embeds")?;
     let mut d = Diff::default();
-    d.arrays(embeds.view(), want.view(), "spliced embeddings")?;
+    let embeds_host: Array3<f32> = pkg.data().download_as(&embeds)?;
+    d.arrays(embeds_host.view(), want.view(), "spliced embeddings")?;
     out.push(d.result(GROUP, "embed graph + splice: input embeddings".into(), tol));
 
     let rotary = engine::rotary(pkg, positions.view())?;
     let mut d = Diff::default();
     let cos = dim::<Ix3, _>(files.f32("cos")?, "cos")?;
     let sin = dim::<Ix3, _>(files.f32("sin")?, "sin")?;
-    d.arrays(rotary.cos.view(), cos.view(), "rotary cos")?;
-    d.arrays(rotary.sin.view(), sin.view(), "rotary sin")?;
+    let (rc, rs) = rotary.to_host(pkg)?;
+    d.arrays(rc.view(), cos.view(), "rotary cos")?;
+    d.arrays(rs.view(), sin.view(), "rotary sin")?;
     out.push(d.result(GROUP, "rope graph: cos and sin".into(), tol));
     Ok(Inputs { embeds, rotary })
 }
@@ -211,7 +215,7 @@ fn check_case(
     let num_layers = pkg.num_layers();
     let blocked = dim::<Ix4, _>(files.u8(&format!("{name}.blocked"))?, "blocked")?;
     let (l, b, q, k) = blocked.dim();
-    let s = inp.embeds.shape()[1];
+    let s = inp.embeds.dim(1);
     if l != num_layers || k != s || q == 0 || q > k {
         return Err(Error::Input(format!(
             "{name}.blocked has shape [{l}, {b}, {q}, {k}], expected [{num_layers}, B, Q, {s}]"
@@ -224,38 +228,39 @@ fn check_case(
         let values = dim::<Ix5, _>(files.f32(&format!("{name}.past_value"))?, "past_value")?;
         Some(
             (0..num_layers)
-                .map(|l| LayerKv {
-                    key: keys.index_axis(Axis(0), l).to_owned(),
-                    value: values.index_axis(Axis(0), l).to_owned(),
+                .map(|l| {
+                    LayerKv::upload(
+                        pkg,
+                        &keys.index_axis(Axis(0), l).to_owned(),
+                        &values.index_axis(Axis(0), l).to_owned(),
+                    )
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
         )
     } else {
         None
     };
-    let d = inp.embeds.shape()[2];
-    let hidden = inp
-        .embeds
-        .slice(s![.., p.., ..])
-        .broadcast((b, q, d))
-        .ok_or_else(|| Error::Input(format!("{name}: batch {b} does not broadcast")))?
-        .to_owned();
-    let rotary = Rotary {
-        cos: inp.rotary.cos.slice(s![.., p.., ..]).to_owned(),
-        sin: inp.rotary.sin.slice(s![.., p.., ..]).to_owned(),
+    let d = inp.embeds.dim(2);
+    let data = pkg.data();
+    let rows = data.slice(&inp.embeds, 1, p, s)?;
+    let hidden = if b > 1 {
+        data.expand_batch(&rows, b)?
+    } else {
+        rows
     };
+    let rotary = inp.rotary.rows(pkg, &(p..s).collect::<Vec<_>>())?;
     let masks: Vec<Array4<f32>> = (0..num_layers)
         .map(|l| additive(blocked.index_axis(Axis(0), l)))
         .collect();
-    let mask_fn = |l: usize| Ok(masks[l].clone());
+    let masks = Masks::per_layer(|l| Ok(masks[l].clone()));
     let result = engine::forward(
         pkg,
         ForwardSpec {
             start_layer: 0,
-            hidden,
+            hidden: &hidden,
             rotary: &rotary,
             past: past.as_deref(),
-            mask: &mask_fn,
+            masks: &masks,
             masked_rows: MaskedRows::Uniform,
             keep: Keep {
                 hidden: true,
@@ -276,6 +281,7 @@ fn check_case(
     let mut all = Diff::default();
     let mut worst = (0, -1.0);
     for (i, h) in result.hidden_states.iter().enumerate() {
+        let h: Array3<f32> = data.download_as(h)?;
         let mut layer = Diff::default();
         layer.arrays(h.view(), want.index_axis(Axis(0), i), "hidden state")?;
         if layer.max_err > worst.1 {
@@ -305,7 +311,7 @@ fn check_case(
     });
     out.push(r);
 
-    let logits = engine::project(pkg, Projection::NormHead, result.last_row())?;
+    let logits = engine::project(pkg, Projection::NormHead, &result.last_row(pkg)?)?;
     let want = dim::<Ix2, _>(files.f32(&format!("{name}.logits_last"))?, "logits_last")?;
     let mut dl = Diff::default();
     dl.arrays(
@@ -330,8 +336,9 @@ fn check_case(
             let want = dim::<Ix2, _>(files.f32(&format!("{name}.{lens}"))?, lens)?;
             for l in 0..num_layers {
                 let h = &result.hidden_states[l + 1];
-                let last = h.slice(s![0..1, h.shape()[1] - 1.., ..]);
-                let got = engine::project(pkg, proj, last)?;
+                let first = data.gather(h, 0, &[0])?;
+                let last = data.gather(&first, 1, &[h.dim(1) - 1])?;
+                let got = engine::project(pkg, proj, &last)?;
                 dl.arrays(got.slice(s![0, 0, ..]), want.index_axis(Axis(0), l), lens)?;
             }
         }

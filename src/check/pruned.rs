@@ -25,8 +25,8 @@ fn compare(
 ) -> Result<CheckResult> {
     let (embeds, rotary) = answer::embed(pkg, inputs)?;
     let plan = Plan::compile(schedule);
-    let pruned = engine::run_plan(pkg, schedule, &plan, embeds.view(), &rotary)?;
-    let dense = engine::run_dense(pkg, schedule, embeds.view(), &rotary)?;
+    let pruned = engine::run_plan(pkg, schedule, &plan, &embeds, &rotary)?;
+    let dense = engine::run_dense(pkg, schedule, &embeds, &rotary)?;
     let mut d = Diff::default();
     d.arrays(
         pruned.last_logits(),

@@ -19,6 +19,9 @@ pub struct RuntimeArgs {
     /// CUDA device id (cuda and tensorrt).
     #[arg(long, default_value_t = 0)]
     pub gpu: i32,
+    /// CUDA: allow TF32 for fp32 matrix products (faster, outside the fp32 1e-4 contract).
+    #[arg(long)]
+    pub cuda_tf32: bool,
     /// TensorRT: build fp16 engines.
     #[arg(long)]
     pub trt_fp16: bool,
@@ -44,6 +47,7 @@ impl RuntimeArgs {
             ort_library: self.ort_lib.clone(),
             cuda: CudaOptions {
                 device_id: self.gpu,
+                tf32: self.cuda_tf32,
             },
             tensorrt: TensorRtOptions {
                 fp16: self.trt_fp16,

@@ -44,6 +44,10 @@ impl FromStr for Device {
 #[derive(Debug, Clone, Default)]
 pub struct CudaOptions {
     pub device_id: i32,
+    /// Let fp32 MatMul/Gemm run on TF32 tensor cores (10-bit mantissa). Off by default: the fp32
+    /// contract (parity within 1e-4) does not hold with it; ONNX Runtime's `use_tf32` option is
+    /// always set explicitly, so its own default never decides.
+    pub tf32: bool,
 }
 
 /// TensorRT options; shape profiles use TensorRT's syntax, e.g. `hidden:1x1x576,mask:1x1x1x1`.
@@ -63,6 +67,7 @@ pub(super) fn dispatch(opts: &RuntimeOptions) -> Result<Vec<ExecutionProviderDis
     let cuda = || {
         ep::CUDA::default()
             .with_device_id(opts.cuda.device_id)
+            .with_tf32(opts.cuda.tf32)
             .build()
             .error_on_failure()
     };
