@@ -429,3 +429,15 @@ fn info_prints_max_positions_and_the_deep_check() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_bfloat16_package_on_the_cpu_is_refused_with_the_way_out() {
+    let tmp = edited_copy(|d| {
+        d["dtype"] = "bfloat16".into();
+    });
+    let msg = open_err(tmp.path());
+    assert!(
+        msg.contains("model.yaml") && msg.contains("bfloat16") && msg.contains("--device cuda"),
+        "{msg}"
+    );
+}

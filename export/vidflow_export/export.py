@@ -10,7 +10,8 @@ from . import contract as c
 from . import graphs, manifest
 from .hf import load_video_llm, text_model, video_processor_settings
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# bfloat16: graphs for ONNX Runtime's CUDA provider (its CPU kernels have no bfloat16 MatMul).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def special_ids(model, tok: Tokenizer) -> dict:

@@ -183,8 +183,11 @@ def export_all(model, out_dir: str, dtype=torch.float32) -> None:
     vcfg = model.config.vision_config
 
     pixels = torch.randn(TRACE_F, 3, vcfg.image_size, vcfg.image_size, generator=torch.Generator().manual_seed(0))
+    # ONNX's Conv (opset 17) takes no bfloat16: a bfloat16 package keeps its vision tower (run once
+    # per video) in float32; the decoder layers, embeddings and heads are bfloat16.
+    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
     export_onnx(
-        VisionGraph(model, dtype),
+        VisionGraph(model, vision_dtype),
         (pixels,),
         os.path.join(out_dir, c.VISION_FILE),
         [c.VISION_IN_PIXELS],

@@ -114,7 +114,7 @@ def check(m: dict) -> None:
     fields(m["video"], VIDEO_FIELDS, "video")
     fields(m["prompt"], PROMPT_FIELDS, "prompt")
     fields(m["special_tokens"], SPECIAL_FIELDS, "special_tokens")
-    if m["family"] != "llama" or m["dtype"] not in ("float32", "float16"):
+    if m["family"] != "llama" or m["dtype"] not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"manifest: family {m['family']!r}, dtype {m['dtype']!r}")
     if m["format_version"] != c.FORMAT_VERSION:
         raise ValueError("manifest: wrong format_version")

@@ -28,7 +28,14 @@ pub struct RuntimeArgs {
     /// TensorRT: folder for the engine and timing caches.
     #[arg(long)]
     pub trt_cache: Option<PathBuf>,
-    /// TensorRT shape profile, minimum shapes (TensorRT syntax: `name:1x2x3,name2:...`).
+    /// TensorRT: longest text (tokens besides the video) the derived shape profiles cover.
+    #[arg(long, default_value_t = vidflow::runtime::trt_profile::DEFAULT_LIMITS.max_text)]
+    pub trt_max_text: usize,
+    /// TensorRT: largest batch the derived shape profiles cover.
+    #[arg(long, default_value_t = vidflow::runtime::trt_profile::DEFAULT_LIMITS.max_batch)]
+    pub trt_max_batch: usize,
+    /// TensorRT shape profile typed by hand, minimum shapes (TensorRT syntax: `name:1x2x3,...`);
+    /// without it every graph's profile is derived from the package and the limits above.
     #[arg(long)]
     pub trt_profile_min: Option<String>,
     /// TensorRT shape profile, optimal shapes.
@@ -55,6 +62,10 @@ impl RuntimeArgs {
                 profile_min_shapes: self.trt_profile_min.clone(),
                 profile_opt_shapes: self.trt_profile_opt.clone(),
                 profile_max_shapes: self.trt_profile_max.clone(),
+                limits: Some(vidflow::runtime::trt_profile::ProfileLimits {
+                    max_batch: self.trt_max_batch,
+                    max_text: self.trt_max_text,
+                }),
             },
         })
     }

@@ -61,8 +61,13 @@ pub(crate) fn schedule_keys(schedule: &MaskSchedule) -> Vec<usize> {
             for d in m.blocked().shape() {
                 h.update(&(*d as u64).to_le_bytes());
             }
-            let bytes: Vec<u8> = m.blocked().iter().map(|&b| b as u8).collect();
-            h.update(&bytes);
+            let blocked = m.blocked().as_standard_layout();
+            let flags = blocked.as_slice().expect("standard layout");
+            // SAFETY: a `bool` is one byte holding 0 or 1, so a slice of them reads as bytes;
+            // hashing them in place spares a copy per layer (S x S bytes each).
+            let bytes =
+                unsafe { std::slice::from_raw_parts(flags.as_ptr().cast::<u8>(), flags.len()) };
+            h.update(bytes);
             for list in [m.queries(), m.keys()] {
                 for p in list {
                     h.update(&(*p as u64).to_le_bytes());

@@ -53,6 +53,8 @@ pub enum Family {
 pub enum Dtype {
     Float32,
     Float16,
+    /// Runs on CUDA only: ONNX Runtime's CPU kernels have no bfloat16 matrix product.
+    Bfloat16,
 }
 
 /// File names of every graph, relative to the package directory.

@@ -14,7 +14,8 @@ pub use validate::PromptCheck;
 
 use crate::error::{Error, Result};
 use crate::prompt::PromptBuilder;
-use crate::runtime::{DataPath, RuntimeOptions};
+use crate::runtime::trt_profile::{self, GraphKind};
+use crate::runtime::{DataPath, Device, RuntimeOptions};
 
 /// Which projection turns a hidden state into logits (the logit-lens modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +47,7 @@ impl std::str::FromStr for Projection {
 pub struct Package {
     dir: PathBuf,
     pub manifest: Manifest,
+    /// Options of the layer graphs (the attention-weights variants open lazily with them).
     opts: RuntimeOptions,
     pub vision: Graph,
     pub embed: Graph,
@@ -84,6 +86,15 @@ impl Package {
             return Err(Error::io(dir, std::io::Error::new(kind, msg)));
         }
         let manifest = Manifest::from_file(&manifest_path)?;
+        if manifest.dtype == manifest::Dtype::Bfloat16 && opts.device == Device::Cpu {
+            return Err(Error::Manifest {
+                path: manifest_path,
+                msg: "dtype bfloat16: ONNX Runtime's CPU kernels have no bfloat16 matrix product; \
+                      run this package with --device cuda, or export it with --dtype float32 \
+                      (or float16) for the CPU"
+                    .into(),
+            });
+        }
         let tokenizer = dir.join(&manifest.tokenizer);
         if !tokenizer.is_file() {
             return Err(Error::Manifest {
@@ -92,20 +103,28 @@ impl Package {
             });
         }
         let (prompt, prompt_check) = validate::prompt(&manifest, &manifest_path, &tokenizer)?;
-        let open = |file: &str, expected| -> Result<Graph> {
-            let g = Graph::open(&dir.join(file), opts)?;
+        // TensorRT without typed profiles: each graph kind gets a profile derived from the
+        // manifest and an engine cache keyed by the package's content.
+        let digest = match (opts.device, &opts.tensorrt.profile_min_shapes) {
+            (Device::TensorRt, None) => Some(trt_profile::package_digest(dir)?),
+            _ => None,
+        };
+        let kind_opts =
+            |kind| trt_profile::options_for_graph(opts, kind, &manifest, digest.as_deref());
+        let open = |file: &str, kind, expected| -> Result<Graph> {
+            let g = Graph::open(&dir.join(file), &kind_opts(kind))?;
             validate::check(&g, expected)?;
             Ok(g)
         };
         let m = &manifest;
-        let vision = open(&m.graphs.vision, validate::vision(m))?;
-        let embed = open(&m.graphs.embed, validate::embed(m))?;
-        let rope = open(&m.graphs.rope, validate::rope(m))?;
+        let vision = open(&m.graphs.vision, GraphKind::Vision, validate::vision(m))?;
+        let embed = open(&m.graphs.embed, GraphKind::Embed, validate::embed(m))?;
+        let rope = open(&m.graphs.rope, GraphKind::Rope, validate::rope(m))?;
         let layers = m
             .graphs
             .layers
             .iter()
-            .map(|f| open(f, validate::layer(m, false)))
+            .map(|f| open(f, GraphKind::Layer, validate::layer(m, false)))
             .collect::<Result<Vec<_>>>()?;
         for f in &m.graphs.layers_attn {
             let p = dir.join(f);
@@ -116,13 +135,14 @@ impl Package {
                 });
             }
         }
-        let head_norm = open(&m.graphs.head_norm, validate::head(m))?;
-        let head_lm = open(&m.graphs.head_lm, validate::head(m))?;
-        let head_embed = open(&m.graphs.head_embed, validate::head(m))?;
+        let head_norm = open(&m.graphs.head_norm, GraphKind::Head, validate::head(m))?;
+        let head_lm = open(&m.graphs.head_lm, GraphKind::Head, validate::head(m))?;
+        let head_embed = open(&m.graphs.head_embed, GraphKind::Head, validate::head(m))?;
+        let layer_opts = kind_opts(GraphKind::Layer);
         let layers_attn = (0..m.num_layers).map(|_| OnceLock::new()).collect();
         Ok(Package {
             dir: dir.to_path_buf(),
-            opts: opts.clone(),
+            opts: layer_opts,
             vision,
             embed,
             rope,

@@ -118,7 +118,12 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
-    pub(crate) fn new(opts: RuntimeOptions) -> Ops {
+    pub(crate) fn new(mut opts: RuntimeOptions) -> Ops {
+        // One-node copies gain nothing from TensorRT (and its shape profiles name the package's
+        // inputs): they run on the CUDA provider, in the same device memory.
+        if opts.device == super::Device::TensorRt {
+            opts.device = super::Device::Cuda;
+        }
         Ops {
             opts,
             sessions: Mutex::new(HashMap::new()),

@@ -59,6 +59,9 @@ pub struct TensorRtOptions {
     pub profile_min_shapes: Option<String>,
     pub profile_opt_shapes: Option<String>,
     pub profile_max_shapes: Option<String>,
+    /// Limits from which each graph's profile is derived (see `trt_profile`) when no profile
+    /// strings are given.
+    pub limits: Option<super::trt_profile::ProfileLimits>,
 }
 
 /// The providers to register for a device, in priority order (TensorRT falls back to CUDA for

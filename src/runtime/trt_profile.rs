@@ -160,6 +160,47 @@ pub fn engine_cache_dir(
     cache_root.join(format!("{pkg}-{}", &profile_hex[..16]))
 }
 
+/// Where engines are cached when no `--trt-cache` is given: `$XDG_CACHE_HOME/vidflow/tensorrt`,
+/// else `$HOME/.cache/vidflow/tensorrt`, else `.vidflow-cache/tensorrt` in the working folder.
+pub fn default_cache_root() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| std::path::PathBuf::from(".vidflow-cache"));
+    base.join("vidflow").join("tensorrt")
+}
+
+/// The options every graph of kind `kind` is opened with: `opts` itself unless the device is
+/// TensorRT and no profile was typed, in which case the profile and the engine-cache folder are
+/// derived from the package (digest computed once by the caller).
+pub fn options_for_graph(
+    opts: &super::RuntimeOptions,
+    kind: GraphKind,
+    manifest: &Manifest,
+    package_digest: Option<&str>,
+) -> super::RuntimeOptions {
+    let t = &opts.tensorrt;
+    match (opts.device, package_digest) {
+        (super::Device::TensorRt, Some(digest)) if t.profile_min_shapes.is_none() => {
+            let limits = t.limits.unwrap_or(DEFAULT_LIMITS);
+            let root = t.engine_cache.clone().unwrap_or_else(default_cache_root);
+            let mut derived = tensorrt_options_for(kind, manifest, &limits, digest, &root);
+            derived.fp16 |= t.fp16;
+            super::RuntimeOptions {
+                tensorrt: derived,
+                ..opts.clone()
+            }
+        }
+        _ => opts.clone(),
+    }
+}
+
+/// Limits used when none are given: batches of up to 8, 512 text tokens.
+pub const DEFAULT_LIMITS: ProfileLimits = ProfileLimits {
+    max_batch: 8,
+    max_text: 512,
+};
+
 /// The TensorRT options for one graph kind of a package: its profile, fp16 when the package's
 /// dtype is float16, and its own engine-cache folder under `cache_root`.
 pub fn tensorrt_options_for(
@@ -183,6 +224,7 @@ pub fn tensorrt_options_for(
         profile_min_shapes: Some(profile.min),
         profile_opt_shapes: Some(profile.opt),
         profile_max_shapes: Some(profile.max),
+        limits: Some(*limits),
     }
 }
 
