@@ -802,7 +802,10 @@ fn info_refuses_broken_packages() {
             "dtype unknown",
             "dtype",
             Some("int8"),
-            kw!["dtype: unknown variant `int8`", "`float32` or `float16`"],
+            kw![
+                "dtype: unknown variant `int8`",
+                "`float32`, `float16`, `bfloat16`"
+            ],
         ),
         (
             "tokenizer missing",

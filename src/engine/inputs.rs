@@ -19,13 +19,21 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor
         &[VISION_OUT_EMBEDS],
     )?);
     let expected = f * v.tokens_per_frame();
-    if emb.shape().len() != 2 || emb.dim(0) != expected {
+    if emb.shape().len() != 2 {
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
             msg: format!(
-                "{f} frames gave video tokens of shape {:?}, but the manifest's grid {}x{} implies \
-                 [{expected}, D]",
-                emb.shape(),
+                "video embeddings have shape {:?}, expected [N, D]",
+                emb.shape()
+            ),
+        });
+    }
+    if emb.dim(0) != expected {
+        return Err(Error::GraphMismatch {
+            path: pkg.vision.path().to_path_buf(),
+            msg: format!(
+                "{f} frames gave {} video tokens, but the manifest's grid {}x{} implies {expected}",
+                emb.dim(0),
                 v.grid_h,
                 v.grid_w
             ),
