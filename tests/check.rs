@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
-use ndarray::{Axis, Ix2, Ix4};
+use ndarray::Axis;
 use serde_json::Value;
 use vidflow::engine::{self, ForwardSpec, Keep, Masks};
 use vidflow::mask::MaskedRows;
@@ -127,26 +127,7 @@ fn check_passes_on_the_tiny_package_and_reports_every_part() {
     let pkg = open_tiny();
     let golden = Golden::load();
     let s = golden.meta.seq_len;
-    let pixels = golden
-        .f32("pixel_values")
-        .into_dimensionality::<Ix4>()
-        .unwrap();
-    let ids = golden
-        .i64("input_ids")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let video = engine::encode_video(&pkg, pixels.view()).unwrap();
-    let text = engine::embed_tokens(&pkg, ids.view()).unwrap();
-    let at = ids
-        .iter()
-        .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
-        .unwrap();
-    let embeds = engine::splice_video(&pkg, &text, at, &video).unwrap();
-    let positions = golden
-        .i64("position_ids")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let rot = engine::rotary(&pkg, positions.view()).unwrap();
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let mut causal = vec![0f32; s * s];
     for q in 0..s {
         for k in q + 1..s {

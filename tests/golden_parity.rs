@@ -85,31 +85,6 @@ fn case_positions(golden: &Golden, name: &str) -> (Vec<usize>, Vec<usize>) {
     ((first..s).collect(), (0..s).collect())
 }
 
-/// Rust's own input pipeline: vision graph, embeddings, splice, rotary tables.
-fn rust_inputs(pkg: &Package, golden: &Golden) -> (Tensor, Rotary) {
-    let pixels = golden
-        .f32("pixel_values")
-        .into_dimensionality::<Ix4>()
-        .unwrap();
-    let ids = golden
-        .i64("input_ids")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let video = engine::encode_video(pkg, pixels.view()).unwrap();
-    let text = engine::embed_tokens(pkg, ids.view()).unwrap();
-    let at = ids
-        .iter()
-        .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
-        .expect("placeholder in input_ids");
-    let embeds = engine::splice_video(pkg, &text, at, &video).unwrap();
-    let positions = golden
-        .i64("position_ids")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let rot = engine::rotary(pkg, positions.view()).unwrap();
-    (embeds, rot)
-}
-
 fn gather_rows(pkg: &Package, rot: &Rotary, from: usize) -> Rotary {
     rot.rows(pkg, &(from..rot.len()).collect::<Vec<_>>())
         .unwrap()
@@ -249,7 +224,7 @@ fn vision_embedding_and_rotary_graphs_match_pytorch() {
     let video: Array2<f32> = host(&pkg, &video);
     assert_close(video.view(), want.view(), TOL, "video embeddings");
 
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let want = golden.f32("embeds").into_dimensionality::<Ix3>().unwrap();
     let embeds: Array3<f32> = host(&pkg, &embeds);
     assert_close(embeds.view(), want.view(), TOL, "spliced input embeddings");
@@ -264,7 +239,7 @@ fn vision_embedding_and_rotary_graphs_match_pytorch() {
 fn plain_causal_prefill_matches_pytorch() {
     let pkg = open_tiny();
     let golden = Golden::load();
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "prefill");
     let masks = case_masks(&golden.meta, golden.case("prefill"), &q, &k);
     let out = run_case(&pkg, &embeds, &rot, &masks, None);
@@ -275,7 +250,7 @@ fn plain_causal_prefill_matches_pytorch() {
 fn knockout_mask_matches_pytorch() {
     let pkg = open_tiny();
     let golden = Golden::load();
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "knockout");
     let masks = case_masks(&golden.meta, golden.case("knockout"), &q, &k);
     let out = run_case(&pkg, &embeds, &rot, &masks, None);
@@ -288,7 +263,7 @@ fn batch_of_two_masks_matches_pytorch() {
     let golden = Golden::load();
     let case = golden.case("batch2");
     assert_eq!(case.batch, 2);
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let batch = pkg.data().expand_batch(&embeds, 2).unwrap();
     let (q, k) = case_positions(&golden, "batch2");
     let masks = case_masks(&golden.meta, case, &q, &k);
@@ -301,7 +276,7 @@ fn extend_with_past_kv_matches_pytorch() {
     let pkg = open_tiny();
     let golden = Golden::load();
     let p = golden.meta.prefix_len;
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let keys = golden
         .f32("extend.past_key")
         .into_dimensionality::<ndarray::Ix5>()
@@ -339,7 +314,7 @@ fn extend_equals_prefill_on_the_same_rows() {
     let pkg = open_tiny();
     let golden = Golden::load();
     let p = golden.meta.prefix_len;
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let case = golden.case("knockout");
     let (q, k) = case_positions(&golden, "knockout");
     let full = run_case(
@@ -387,7 +362,7 @@ fn extend_equals_prefill_on_the_same_rows() {
 fn three_lens_projections_match_pytorch() {
     let pkg = open_tiny();
     let golden = Golden::load();
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let (q, k) = case_positions(&golden, "prefill");
     let out = run_case(
         &pkg,
@@ -422,7 +397,7 @@ fn three_lens_projections_match_pytorch() {
 fn parity_checks_detect_wrong_rotary_kv_and_mask() {
     let pkg = open_tiny();
     let golden = Golden::load();
-    let (embeds, rot) = rust_inputs(&pkg, &golden);
+    let (embeds, rot) = golden_inputs(&pkg, &golden);
     let case = golden.case("knockout");
     let (q, k) = case_positions(&golden, "knockout");
     let masks = case_masks(&golden.meta, case, &q, &k);

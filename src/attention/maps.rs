@@ -81,16 +81,7 @@ pub fn attention_maps(
     }
     let (causal, blocked) = (causal.additive(), blocked.additive());
     let block_layers: &[usize] = knockout.as_ref().map_or(&[], |k| k.layers);
-    let masks = Masks::new(
-        |l| usize::from(block_layers.contains(&l)),
-        |l| {
-            Ok(if block_layers.contains(&l) {
-                blocked.clone()
-            } else {
-                causal.clone()
-            })
-        },
-    );
+    let masks = Masks::in_layers(block_layers, &blocked, &causal);
     let out = engine::forward(
         pkg,
         ForwardSpec {

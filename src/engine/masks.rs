@@ -38,6 +38,25 @@ impl<'a> Masks<'a> {
         Masks::new(|_| 0, move |_| Ok(mask.clone()))
     }
 
+    /// `inside` in `layers`, `outside` in every other layer: two uploads at most (a knockout
+    /// window over a causal run).
+    pub fn in_layers(
+        layers: &'a [usize],
+        inside: &'a Array4<f32>,
+        outside: &'a Array4<f32>,
+    ) -> Masks<'a> {
+        Masks::new(
+            move |l| usize::from(layers.contains(&l)),
+            move |l| {
+                Ok(if layers.contains(&l) {
+                    inside.clone()
+                } else {
+                    outside.clone()
+                })
+            },
+        )
+    }
+
     /// A mask per layer, none shared.
     pub fn per_layer(build: impl Fn(usize) -> Result<Array4<f32>> + 'a) -> Masks<'a> {
         Masks::new(|l| l, build)

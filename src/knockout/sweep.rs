@@ -148,16 +148,7 @@ fn run_naive(
     let mut blocked = causal.clone();
     flow.apply(&mut blocked, None)?;
     let (causal, blocked) = (causal.additive(), blocked.additive());
-    let masks = Masks::new(
-        |l| usize::from(window.contains(&l)),
-        |l| {
-            Ok(if window.contains(&l) {
-                blocked.clone()
-            } else {
-                causal.clone()
-            })
-        },
-    );
+    let masks = Masks::in_layers(window, &blocked, &causal);
     let out = engine::forward(
         pkg,
         ForwardSpec {

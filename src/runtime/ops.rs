@@ -58,52 +58,25 @@ impl Op {
     fn model(&self) -> ort::Result<Model> {
         let f = TensorElementType::Float32;
         let i = TensorElementType::Int64;
+        // (operator, second input's type and rank, axis attribute, input rank, output rank)
+        let (op_type, second, axis, rank_in, rank_out) = match *self {
+            Op::Gather { rank, axis } => ("Gather", Some((i, 1)), Some(axis), rank, rank),
+            Op::Concat { rank, axis } => ("Concat", Some((f, rank)), Some(axis), rank, rank),
+            Op::Expand { rank } => ("Expand", Some((i, 1)), None, rank, rank),
+            Op::Identity { rank } => ("Identity", None, None, rank, rank),
+            Op::Reshape { from, to } => ("Reshape", Some((i, 1)), None, from, to),
+        };
+        let mut inputs = vec![tensor("x", f, rank_in)];
+        inputs.extend(second.map(|(ty, rank)| tensor("i", ty, rank)));
+        let names: Vec<&str> = ["x", "i"][..inputs.len()].to_vec();
+        let attributes = match axis {
+            Some(axis) => vec![Attribute::new("axis", axis as i64)?],
+            None => Vec::new(),
+        };
+        let node = Node::new(op_type, ONNX_DOMAIN, "op", names, ["y"], attributes)?;
         let mut graph = Graph::new()?;
-        let (inputs, node) = match *self {
-            Op::Gather { rank, axis } => (
-                vec![tensor("x", f, rank), tensor("i", i, 1)],
-                Node::new(
-                    "Gather",
-                    ONNX_DOMAIN,
-                    "op",
-                    ["x", "i"],
-                    ["y"],
-                    [Attribute::new("axis", axis as i64)?],
-                )?,
-            ),
-            Op::Concat { rank, axis } => (
-                vec![tensor("x", f, rank), tensor("i", f, rank)],
-                Node::new(
-                    "Concat",
-                    ONNX_DOMAIN,
-                    "op",
-                    ["x", "i"],
-                    ["y"],
-                    [Attribute::new("axis", axis as i64)?],
-                )?,
-            ),
-            Op::Expand { rank } => (
-                vec![tensor("x", f, rank), tensor("i", i, 1)],
-                Node::new("Expand", ONNX_DOMAIN, "op", ["x", "i"], ["y"], [])?,
-            ),
-            Op::Identity { rank } => (
-                vec![tensor("x", f, rank)],
-                Node::new("Identity", ONNX_DOMAIN, "op", ["x"], ["y"], [])?,
-            ),
-            Op::Reshape { from, .. } => (
-                vec![tensor("x", f, from), tensor("i", i, 1)],
-                Node::new("Reshape", ONNX_DOMAIN, "op", ["x", "i"], ["y"], [])?,
-            ),
-        };
-        let rank = match *self {
-            Op::Gather { rank, .. }
-            | Op::Concat { rank, .. }
-            | Op::Expand { rank }
-            | Op::Identity { rank }
-            | Op::Reshape { to: rank, .. } => rank,
-        };
         graph.set_inputs(inputs)?;
-        graph.set_outputs([tensor("y", f, rank)])?;
+        graph.set_outputs([tensor("y", f, rank_out)])?;
         graph.add_node(node)?;
         let mut model = Model::new([Opset::new(ONNX_DOMAIN, OPSET)?])?;
         model.set_graph(graph)?;

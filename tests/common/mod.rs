@@ -161,3 +161,34 @@ pub fn assert_close<D: ndarray::Dimension>(
     let err = max_err(&actual, &expected);
     assert!(err <= tol, "{what}: max error {err:e} > {tol:e}");
 }
+
+/// Rust's own input pipeline on the golden pixels, ids and positions: vision graph, embeddings,
+/// splice and rotary tables (what the golden parity tests compare stage by stage).
+pub fn golden_inputs(
+    pkg: &Package,
+    golden: &Golden,
+) -> (vidflow::runtime::Tensor, vidflow::engine::Rotary) {
+    use ndarray::{Ix2, Ix4};
+    use vidflow::engine;
+    let pixels = golden
+        .f32("pixel_values")
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let ids = golden
+        .i64("input_ids")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let video = engine::encode_video(pkg, pixels.view()).unwrap();
+    let text = engine::embed_tokens(pkg, ids.view()).unwrap();
+    let at = ids
+        .iter()
+        .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
+        .expect("placeholder in input_ids");
+    let embeds = engine::splice_video(pkg, &text, at, &video).unwrap();
+    let positions = golden
+        .i64("position_ids")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let rot = engine::rotary(pkg, positions.view()).unwrap();
+    (embeds, rot)
+}
