@@ -129,18 +129,46 @@ fn a_prefill_uploads_one_mask_per_distinct_mask_and_reads_back_only_logits() {
 fn a_whole_sample_uploads_its_inputs_once() {
     let pkg = open_tiny();
     let m = &pkg.manifest;
+    let v = &m.video;
+    let pixels = v.num_frames * 3 * v.frame_height * v.frame_width * 4;
     let inputs = sample(&pkg);
     let s = inputs.layout.seq_len;
     let t = inputs.layout.input_ids.len();
+
+    // Without prefix reuse: pixels (f32), input ids and positions (int64), one S x S mask.
+    pkg.prefixes().set_budget(0);
     let (_, up) = counted(&pkg, || answer::answer(&pkg, &inputs).unwrap());
-    let v = &m.video;
-    let pixels = v.num_frames * 3 * v.frame_height * v.frame_width * 4;
-    // pixels (f32), input ids and positions (int64).
     assert_eq!(
         up.host_to_device_by_kind.inputs,
         (pixels + t * 8 + s * 8) as u64
     );
     assert_eq!(up.host_to_device_by_kind.masks, (s * s * 4) as u64);
+    assert_eq!(up.host_to_device_by_kind.states, 0);
+    assert_eq!(up.device_to_host_bytes, (m.vocab_size * 4) as u64);
+
+    // With it: the prefix (P positions) and the question's rows (Q = S - P) are uploaded
+    // separately, ids and positions still once each; the masks are P x P and Q x S.
+    pkg.prefixes().set_budget(1 << 30);
+    let p = inputs.layout.groups.question[0];
+    let q = s - p;
+    let (_, up) = counted(&pkg, || answer::answer(&pkg, &inputs).unwrap());
+    assert_eq!(
+        up.host_to_device_by_kind.inputs,
+        (pixels + t * 8 + s * 8) as u64
+    );
+    assert_eq!(
+        up.host_to_device_by_kind.masks,
+        ((p * p + q * s) * 4) as u64
+    );
+    // A second question about the same video uploads no pixels, only its own rows' ids and
+    // positions and one Q x S mask.
+    let (_, up) = counted(&pkg, || answer::answer(&pkg, &inputs).unwrap());
+    let own_ids = t - (p + 1 - inputs.layout.num_video_tokens());
+    assert_eq!(
+        up.host_to_device_by_kind.inputs,
+        (own_ids * 8 + q * 8) as u64
+    );
+    assert_eq!(up.host_to_device_by_kind.masks, (q * s * 4) as u64);
     assert_eq!(up.host_to_device_by_kind.states, 0);
     assert_eq!(up.device_to_host_bytes, (m.vocab_size * 4) as u64);
 }

@@ -8,7 +8,10 @@ mod scores;
 
 use std::sync::Arc;
 
-pub use pipeline::{answer, embed, last_logits, prepare, SampleInputs};
+pub use pipeline::{
+    answer, causal_logits, embed, last_logits, last_logits_until, prefix_inputs, prepare,
+    scores_from, split, SampleInputs, Split,
+};
 pub use prefetch::prefetch_ordered;
 pub use sample::{answer_index, load_samples, window, Sample};
 pub use scores::{score_options, softmax, OptionScores};

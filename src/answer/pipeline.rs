@@ -1,11 +1,13 @@
 //! From a sample to its option scores: decoding and tokenizing (CPU work that can run on worker
 //! threads), then the engine (vision, embeddings, decoder stack, head).
 
-use ndarray::{Array2, Array4, Axis};
+use std::sync::Arc;
+
+use ndarray::{Array1, Array2, Array4, Axis};
 
 use super::sample::Sample;
 use super::scores::{score_options, OptionScores};
-use crate::engine::{self, ForwardSpec, Keep, Masks, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, Masks, Prefix, PrefixInputs, PrefixMasks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::manifest::VideoSpec;
@@ -57,16 +59,111 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Tensor, Rotary)> {
     Ok((embeds, rotary))
 }
 
+/// The prefix of a sample: its pixels and the prompt's tokens before the question (system
+/// text, the video, template text between them). `None` when the prompt has no question group
+/// after the video.
+pub fn prefix_inputs(inputs: &SampleInputs) -> Option<PrefixInputs<'_>> {
+    let layout = &inputs.layout;
+    let n = layout.num_video_tokens();
+    let p = *layout.groups.question.first()?;
+    if p < layout.placeholder_index + n || p >= layout.seq_len {
+        return None;
+    }
+    let ids = p + 1 - n;
+    Some(PrefixInputs {
+        pixels: inputs.pixels.view(),
+        ids: &layout.input_ids[..ids],
+        placeholder: layout.placeholder_index,
+        len: p,
+    })
+}
+
+/// A sample split at its prefix: the prefix (shared with every question about the same video and
+/// frames) and the embeddings and rotary tables of the rows after it.
+pub struct Split {
+    pub prefix: Arc<Prefix>,
+    /// `[1,S-P,D]`.
+    pub embeds: Tensor,
+    /// Positions `P..S`.
+    pub rotary: Rotary,
+}
+
+/// Splits `inputs` at its prefix, computed through `layers` layers under `masks` or taken from
+/// the package's cache. `None` when reuse is off or does not apply (see [`engine::PrefixCache`]).
+pub fn split(
+    pkg: &Package,
+    inputs: &SampleInputs,
+    masks: PrefixMasks<'_>,
+    layers: usize,
+    keep_hidden: bool,
+) -> Result<Option<Split>> {
+    let Some(pi) = prefix_inputs(inputs) else {
+        return Ok(None);
+    };
+    let Some(prefix) = pkg.prefixes().get(pkg, &pi, masks, layers, keep_hidden)? else {
+        return Ok(None);
+    };
+    let layout = &inputs.layout;
+    let rest = &layout.input_ids[pi.ids.len()..];
+    let ids = Array2::from_shape_vec((1, rest.len()), rest.to_vec()).expect("one row");
+    let embeds = engine::embed_tokens(pkg, ids.view())?;
+    let positions = Array2::from_shape_fn((1, rest.len()), |(_, i)| (pi.len + i) as i64);
+    let rotary = engine::rotary(pkg, positions.view())?;
+    Ok(Some(Split {
+        prefix,
+        embeds,
+        rotary,
+    }))
+}
+
+/// Last-position logits `[V]` of the plain causal model read after `layers` layers (all of them
+/// unless the answer exits early), reusing the sample's video prefix when the cache holds it.
+pub fn causal_logits(pkg: &Package, inputs: &SampleInputs, layers: usize) -> Result<Array1<f32>> {
+    let Some(sp) = split(pkg, inputs, PrefixMasks::Causal, layers, false)? else {
+        let (embeds, rotary) = embed(pkg, inputs)?;
+        return last_logits_until(pkg, &embeds, &rotary, layers);
+    };
+    let mask = engine::causal_after(sp.prefix.len, sp.embeds.dim(1));
+    let masks = Masks::same(&mask);
+    let out = engine::forward_until(
+        pkg,
+        ForwardSpec {
+            start_layer: 0,
+            hidden: &sp.embeds,
+            rotary: &sp.rotary,
+            past: Some(&sp.prefix.kv),
+            masks: &masks,
+            masked_rows: MaskedRows::Uniform,
+            keep: Keep::default(),
+        },
+        layers,
+    )?;
+    row_logits(pkg, &out)
+}
+
+fn row_logits(pkg: &Package, out: &engine::ForwardOutput) -> Result<Array1<f32>> {
+    let logits = engine::project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
+    Ok(logits
+        .index_axis_move(Axis(0), 0)
+        .index_axis_move(Axis(0), 0))
+}
+
 /// Last-position logits `[V]` of a plain causal prefill.
-pub fn last_logits(
+pub fn last_logits(pkg: &Package, embeds: &Tensor, rotary: &Rotary) -> Result<Array1<f32>> {
+    last_logits_until(pkg, embeds, rotary, pkg.num_layers())
+}
+
+/// [`last_logits`] read after `layers` layers.
+pub fn last_logits_until(
     pkg: &Package,
     embeds: &Tensor,
     rotary: &Rotary,
-) -> Result<ndarray::Array1<f32>> {
+    layers: usize,
+) -> Result<Array1<f32>> {
     let s = embeds.dim(1);
     let mask = EdgeMask::full_causal(1, s).additive();
     let masks = Masks::same(&mask);
-    let out = engine::forward(
+    let out = engine::forward_until(
         pkg,
         ForwardSpec {
             start_layer: 0,
@@ -77,24 +174,24 @@ pub fn last_logits(
             masked_rows: MaskedRows::Uniform,
             keep: Keep::default(),
         },
+        layers,
     )?;
-    let logits = engine::project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
-    Ok(logits
-        .index_axis_move(Axis(0), 0)
-        .index_axis_move(Axis(0), 0))
+    row_logits(pkg, &out)
 }
 
-/// Scores the options of a prepared sample.
-pub fn answer(pkg: &Package, inputs: &SampleInputs) -> Result<OptionScores> {
-    let (embeds, rotary) = embed(pkg, inputs)?;
-    let logits = last_logits(pkg, &embeds, &rotary)?;
-    let layout = &inputs.layout;
+/// Scores a sample's options from its last-position logits.
+pub fn scores_from(
+    pkg: &Package,
+    layout: &PromptLayout,
+    logits: ndarray::ArrayView1<'_, f32>,
+) -> Result<OptionScores> {
     let labels: Vec<String> =
         pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()].to_vec();
-    score_options(
-        logits.view(),
-        &labels,
-        &layout.option_token_ids,
-        layout.answer,
-    )
+    score_options(logits, &labels, &layout.option_token_ids, layout.answer)
+}
+
+/// Scores the options of a prepared sample (the plain causal model, all layers).
+pub fn answer(pkg: &Package, inputs: &SampleInputs) -> Result<OptionScores> {
+    let logits = causal_logits(pkg, inputs, pkg.num_layers())?;
+    scores_from(pkg, &inputs.layout, logits.view())
 }

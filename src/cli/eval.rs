@@ -29,6 +29,10 @@ pub struct EvalArgs {
     /// Map a pathway config written for another layer count onto the model's layers.
     #[arg(long)]
     scale: bool,
+    /// Read the answer after layer K (1-based; final norm + head at the last position) and run
+    /// no later layer; combines with a pathway config.
+    #[arg(long)]
+    exit_layer: Option<usize>,
     /// Seed of random blocking.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -67,7 +71,7 @@ pub struct MergeArgs {
 pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pkg = Package::open(&a.model, &a.runtime.options()?)?;
     let spec: DataSpec = a.data.parse()?;
-    let mode = EvalMode::parse(&a.mode, a.seed, pkg.num_layers(), a.scale)?;
+    let mode = EvalMode::parse(&a.mode, a.seed, pkg.num_layers(), a.scale, a.exit_layer)?;
     anyhow::ensure!(
         a.frames != Some(0),
         "--frames 0: expected at least 1 frame per video"
@@ -83,6 +87,7 @@ pub fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         } else {
             a.mode.clone()
         },
+        exit_layer: a.exit_layer,
         seed: a.seed,
         limit: a.limit,
         shard: a.shard.as_deref().map(eval::parse_shard).transpose()?,

@@ -44,6 +44,10 @@ pub struct RuntimeArgs {
     /// TensorRT shape profile, maximum shapes.
     #[arg(long)]
     pub trt_profile_max: Option<String>,
+    /// MiB kept for computed video prefixes (system + video rows), reused by every later
+    /// question about the same video and frames; 0 computes every question in full.
+    #[arg(long, default_value_t = vidflow::runtime::DEFAULT_PREFIX_CACHE_BYTES >> 20)]
+    pub prefix_cache_mb: u64,
 }
 
 impl RuntimeArgs {
@@ -67,6 +71,7 @@ impl RuntimeArgs {
                     max_text: self.trt_max_text,
                 }),
             },
+            prefix_cache_bytes: self.prefix_cache_mb << 20,
         })
     }
 }

@@ -214,6 +214,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             tasks: None,
             frames,
             mode: mode_arg.to_string(),
+            exit_layer: None,
             seed: s.random_seed,
             limit: None,
             shard: None,
@@ -232,11 +233,21 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     };
 
     log("evaluating the video model with full attention");
-    let eval_full = eval_with(&video, "full", &EvalMode::Full, &dirs.eval_full)?;
+    let eval_full = eval_with(
+        &video,
+        "full",
+        &EvalMode::Full { exit_layer: None },
+        &dirs.eval_full,
+    )?;
     let eval_image = match &image {
         Some(img) => {
             log("evaluating the image model with full attention");
-            Some(eval_with(img, "full", &EvalMode::Full, &dirs.eval_image)?)
+            Some(eval_with(
+                img,
+                "full",
+                &EvalMode::Full { exit_layer: None },
+                &dirs.eval_image,
+            )?)
         }
         None => None,
     };

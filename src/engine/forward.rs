@@ -115,8 +115,20 @@ pub(crate) fn batched<'t>(
 
 /// Runs layers `start_layer..L`.
 pub fn forward(pkg: &Package, spec: ForwardSpec<'_>) -> Result<ForwardOutput> {
+    forward_until(pkg, spec, pkg.manifest.num_layers)
+}
+
+/// Runs layers `start_layer..end` (0-based, end exclusive): an early exit reads the output of
+/// layer `end - 1`, and no later layer runs.
+pub fn forward_until(pkg: &Package, spec: ForwardSpec<'_>, end: usize) -> Result<ForwardOutput> {
     let m = &pkg.manifest;
-    let num_layers = m.num_layers;
+    if end > m.num_layers {
+        return Err(Error::Input(format!(
+            "a forward to layer {end} is past the model's {} layers",
+            m.num_layers
+        )));
+    }
+    let num_layers = end;
     if spec.start_layer >= num_layers {
         return Err(Error::Input(format!(
             "start layer {} is past the model's {num_layers} layers",

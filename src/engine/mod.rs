@@ -6,10 +6,14 @@ mod forward;
 mod inputs;
 mod layer;
 mod masks;
+mod prefix;
 mod pruned;
 
-pub use forward::{forward, ForwardOutput, ForwardSpec, Keep, LayerKv};
+pub use forward::{forward, forward_until, ForwardOutput, ForwardSpec, Keep, LayerKv};
 pub use inputs::{embed_tokens, encode_video, project, project_host, rotary, splice_video, Rotary};
 pub use layer::{run_layer, LayerMask, LayerOutput};
 pub use masks::Masks;
-pub use pruned::{restricted_mask, run_dense, run_dense_from, run_plan, PlanOutput};
+pub use prefix::{causal_after, Prefix, PrefixCache, PrefixInputs, PrefixMasks, PrefixStats};
+pub use pruned::{
+    restricted_mask, run_dense, run_dense_from, run_plan, run_plan_after, PlanOutput,
+};

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use ndarray::{Array2, Array4, ArrayView1, Axis};
 
-use super::forward::{forward, ForwardSpec, Keep};
+use super::forward::{forward_until, ForwardSpec, Keep};
 use super::inputs::{project, Rotary};
 use super::layer::{run_layer, LayerMask};
 use super::masks::{schedule_keys, Masks};
+use super::prefix::Prefix;
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
@@ -39,49 +40,63 @@ impl PlanOutput {
 /// The additive mask `[1,1,Q,Q]` of a schedule's layer mask (batch 1 over positions `0..S`)
 /// restricted to query and key positions `rows` (sorted, distinct).
 pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
-    let s = mask.keys().len();
-    if rows.len() == s {
+    if rows.len() == mask.keys().len() {
         return mask.additive();
     }
+    restricted_keys(mask, rows, 0, rows)
+}
+
+/// The additive mask `[1,1,Q,P+K]` of query positions `rows` reading the prefix keys `0..p`
+/// followed by key positions `keys`.
+fn restricted_keys(mask: &EdgeMask, rows: &[usize], p: usize, keys: &[usize]) -> Array4<f32> {
+    let s = mask.keys().len();
     let blocked = mask.blocked().as_standard_layout();
     let blocked = blocked.as_slice().expect("standard layout");
-    let n = rows.len();
-    let mut out = vec![0.0f32; n * n];
+    let n = p + keys.len();
+    let mut out = vec![0.0f32; rows.len() * n];
     for (dst, &q) in out.chunks_exact_mut(n).zip(rows) {
         let src = &blocked[q * s..(q + 1) * s];
-        for (d, &k) in dst.iter_mut().zip(rows) {
+        for (d, &b) in dst[..p].iter_mut().zip(&src[..p]) {
+            if b {
+                *d = BLOCKED;
+            }
+        }
+        for (d, &k) in dst[p..].iter_mut().zip(keys) {
             if src[k] {
                 *d = BLOCKED;
             }
         }
     }
-    Array4::from_shape_vec((1, 1, n, n), out).expect("n x n values")
+    Array4::from_shape_vec((1, 1, rows.len(), n), out).expect("q x n values")
 }
 
+/// `embeds` and `rotary` cover positions `start..S` (`start` = 0, or a prefix's length).
 fn check_inputs(
     pkg: &Package,
     schedule: &MaskSchedule,
+    start: usize,
     embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<()> {
     let s = schedule.seq_len();
-    if schedule.num_layers() != pkg.num_layers() {
+    if schedule.model_layers() != pkg.num_layers() {
         return Err(Error::Input(format!(
-            "the mask schedule has {} layers, the model {}",
-            schedule.num_layers(),
+            "the mask schedule is for {} layers, the model has {}",
+            schedule.model_layers(),
             pkg.num_layers()
         )));
     }
-    if embeds.shape() != [1, s, pkg.manifest.hidden_size] {
+    let n = s - start;
+    if embeds.shape() != [1, n, pkg.manifest.hidden_size] {
         return Err(Error::Input(format!(
-            "input embeddings have shape {:?}, the schedule needs [1, {s}, {}]",
+            "input embeddings have shape {:?}, the schedule needs [1, {n}, {}]",
             embeds.shape(),
             pkg.manifest.hidden_size
         )));
     }
-    if rotary.cos.shape()[..2] != [1, s] || rotary.sin.shape() != rotary.cos.shape() {
+    if rotary.cos.shape()[..2] != [1, n] || rotary.sin.shape() != rotary.cos.shape() {
         return Err(Error::Input(format!(
-            "rotary tables have shape {:?}, expected [1, {s}, R] for positions 0..{s}",
+            "rotary tables have shape {:?}, expected [1, {n}, R] for positions {start}..{s}",
             rotary.cos.shape()
         )));
     }
@@ -113,7 +128,43 @@ pub fn run_plan(
     embeds: &Tensor,
     rotary: &Rotary,
 ) -> Result<PlanOutput> {
-    check_inputs(pkg, schedule, embeds, rotary)?;
+    run_plan_from(pkg, schedule, plan, None, embeds, rotary)
+}
+
+/// [`run_plan`] after a computed prefix (positions `0..P`, every row, under the same schedule):
+/// `embeds` and `rotary` cover positions `P..S`, and each layer computes its planned rows from
+/// `P` on, reading the prefix's K/V as `past`.
+pub fn run_plan_after(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    plan: &Plan,
+    prefix: &Prefix,
+    embeds: &Tensor,
+    rotary: &Rotary,
+) -> Result<PlanOutput> {
+    if prefix.num_layers() < plan.num_layers() || prefix.len >= plan.seq_len {
+        return Err(Error::Input(format!(
+            "a prefix of {} positions through {} layers cannot serve a plan of {} positions \
+             through {} layers",
+            prefix.len,
+            prefix.num_layers(),
+            plan.seq_len,
+            plan.num_layers()
+        )));
+    }
+    run_plan_from(pkg, schedule, plan, Some(prefix), embeds, rotary)
+}
+
+fn run_plan_from(
+    pkg: &Package,
+    schedule: &MaskSchedule,
+    plan: &Plan,
+    prefix: Option<&Prefix>,
+    embeds: &Tensor,
+    rotary: &Rotary,
+) -> Result<PlanOutput> {
+    let start = prefix.map_or(0, |p| p.len);
+    check_inputs(pkg, schedule, start, embeds, rotary)?;
     if plan.seq_len != schedule.seq_len() || plan.num_layers() != schedule.num_layers() {
         return Err(Error::Input(format!(
             "the plan covers {} positions and {} layers, the schedule {} and {}",
@@ -125,57 +176,80 @@ pub fn run_plan(
     }
     let m = &pkg.manifest;
     let data = pkg.data();
-    let no_past = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
-    let no_past = data.upload(no_past.view().into_dyn(), Upload::Index)?;
+    let no_past = match prefix {
+        Some(_) => None,
+        None => {
+            let z = Array4::<f32>::zeros((1, m.num_kv_heads, 0, m.head_dim));
+            Some(data.upload(z.view().into_dyn(), Upload::Index)?)
+        }
+    };
     let mask_keys = schedule_keys(schedule);
+    // Rows from `start` on; positions before it are the prefix's, all present as past K/V.
+    let own = |rows: &[usize]| -> Vec<usize> {
+        let from = rows.partition_point(|&r| r < start);
+        rows[from..].to_vec()
+    };
     // Layers whose row sets are equal share rotary rows; equal (rows, mask) share a mask.
-    let mut row_sets: Vec<(&[usize], Rotary)> = Vec::new();
+    let mut row_sets: Vec<(Vec<usize>, Rotary)> = Vec::new();
     let mut masks: HashMap<(usize, usize), LayerMask> = HashMap::new();
-    let mut have: Vec<usize> = (0..plan.seq_len).collect();
+    let mut have: Vec<usize> = (start..plan.seq_len).collect();
     let mut hidden: Option<Tensor> = None;
     for (l, lp) in plan.layers.iter().enumerate() {
+        let rows = own(&lp.rows);
         let input = hidden.as_ref().unwrap_or(embeds);
-        let gathered = if lp.rows != have {
-            let idx = indices_in(&have, &lp.rows, &format!("layer {l}"))?;
+        let gathered = if rows != have {
+            let idx = indices_in(&have, &rows, &format!("layer {l}"))?;
             Some(data.gather(input, 1, &idx)?)
         } else {
             None
         };
         let input = gathered.as_ref().unwrap_or(input);
-        let set = match row_sets.iter().position(|(r, _)| *r == lp.rows.as_slice()) {
+        let set = match row_sets.iter().position(|(r, _)| *r == rows) {
             Some(i) => i,
             None => {
-                let rot = if lp.rows.len() == plan.seq_len {
+                let rot = if rows.len() == plan.seq_len - start {
                     Rotary {
                         cos: data.copy(&rotary.cos)?,
                         sin: data.copy(&rotary.sin)?,
                     }
                 } else {
-                    rotary.rows(pkg, &lp.rows)?
+                    let local: Vec<usize> = rows.iter().map(|r| r - start).collect();
+                    rotary.rows(pkg, &local)?
                 };
-                row_sets.push((lp.rows.as_slice(), rot));
+                row_sets.push((rows.clone(), rot));
                 row_sets.len() - 1
             }
         };
         let key = (set, mask_keys[l]);
         if let std::collections::hash_map::Entry::Vacant(e) = masks.entry(key) {
-            let host = restricted_mask(schedule.layer(l), &lp.rows);
+            let host = if start == 0 {
+                restricted_mask(schedule.layer(l), &rows)
+            } else {
+                restricted_keys(schedule.layer(l), &rows, start, &rows)
+            };
             e.insert(LayerMask::upload(pkg, host.view(), MaskedRows::Uniform)?);
         }
         let rot = &row_sets[set].1;
+        let (pk, pv) = match prefix {
+            Some(p) => (&p.kv[l].key, &p.kv[l].value),
+            None => {
+                let z = no_past.as_ref().expect("no prefix");
+                (z, z)
+            }
+        };
         let step = run_layer(
             pkg,
             l,
             input,
             &rot.cos,
             &rot.sin,
-            &no_past,
-            &no_past,
+            pk,
+            pv,
             &masks[&key],
             false,
         )?;
         hidden = Some(step.hidden);
-        have.clone_from(&lp.rows);
+        have = rows;
     }
     let last = hidden.as_ref().unwrap_or(embeds);
     let idx = indices_in(&have, &plan.outputs, "the output")?;
@@ -209,10 +283,10 @@ pub fn run_dense_from(
     rotary: &Rotary,
     keep_hidden: bool,
 ) -> Result<(PlanOutput, Vec<Tensor>)> {
-    check_inputs(pkg, schedule, hidden, rotary)?;
+    check_inputs(pkg, schedule, 0, hidden, rotary)?;
     let s = schedule.seq_len();
     let masks = Masks::schedule(schedule);
-    let out = forward(
+    let out = forward_until(
         pkg,
         ForwardSpec {
             start_layer: start,
@@ -226,6 +300,7 @@ pub fn run_dense_from(
                 ..Keep::default()
             },
         },
+        schedule.num_layers(),
     )?;
     let logits = project(pkg, Projection::NormHead, &out.last_row(pkg)?)?;
     let plan = PlanOutput {

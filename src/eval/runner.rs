@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::records::{read_records, rewrite_records, EvalRecord, RecordWriter, RECORDS_FILE};
 use super::settings::EvalSettings;
 use super::summary::{summarize, write_summary, Summary, SUMMARY_FILE};
-use crate::answer::{self, prefetch_ordered, score_options, OptionScores, Sample, SampleInputs};
+use crate::answer::{self, prefetch_ordered, OptionScores, Sample, SampleInputs};
 use crate::data::{task_of, BadRecord, Dataset};
-use crate::engine::run_plan;
+use crate::engine::{run_plan, run_plan_after, PrefixMasks};
 use crate::error::{Error, Result};
 use crate::package::Package;
 use crate::pathway::{Pathways, SequenceGroups};
@@ -21,9 +21,10 @@ use crate::prompt::PromptBuilder;
 use crate::report::{select_shard, FolderLock};
 
 /// How each sample is run.
+#[derive(Debug, Clone)]
 pub enum EvalMode {
-    /// The plain causal model.
-    Full,
+    /// The plain causal model, the answer read after the last layer or after `exit_layer`.
+    Full { exit_layer: Option<usize> },
     /// Only the pathways of a config (or random blocking) open, executed as a pruned plan.
     Pathways(Pathways),
 }
@@ -31,9 +32,24 @@ pub enum EvalMode {
 impl EvalMode {
     /// `full`, `pathways:FILE` or `random:RATIO[:SEED]` (`seed` applies when the mode names none).
     /// A config written for another layer count is mapped onto the model's when `scale` is set.
-    pub fn parse(s: &str, seed: u64, num_layers: usize, scale: bool) -> Result<EvalMode> {
+    /// `exit_layer` (1-based) reads the answer after that layer; a config's own `exit_layer`
+    /// must then agree.
+    pub fn parse(
+        s: &str,
+        seed: u64,
+        num_layers: usize,
+        scale: bool,
+        exit_layer: Option<usize>,
+    ) -> Result<EvalMode> {
+        if let Some(k) = exit_layer {
+            if k == 0 || k > num_layers {
+                return Err(Error::Input(format!(
+                    "--exit-layer {k}: expected a layer from 1 to {num_layers}"
+                )));
+            }
+        }
         let pathways = if s == "full" {
-            return Ok(EvalMode::Full);
+            return Ok(EvalMode::Full { exit_layer });
         } else if let Some(file) = s.strip_prefix("pathways:") {
             Pathways::parse(file)?
         } else if let Some(rest) = s.strip_prefix("random:") {
@@ -48,32 +64,73 @@ impl EvalMode {
                 "--mode {s}: expected full, pathways:FILE or random:RATIO[:SEED]"
             )));
         };
-        Ok(EvalMode::Pathways(if scale {
+        let pathways = if scale {
             pathways.scaled_to(num_layers)
         } else {
             pathways
+        };
+        Ok(EvalMode::Pathways(match (pathways, exit_layer) {
+            (p, None) => p,
+            (Pathways::Config(mut c), Some(k)) => {
+                if c.exit_layer.is_some_and(|own| own != k) {
+                    return Err(Error::Input(format!(
+                        "--exit-layer {k}: {} has exit_layer {}",
+                        c.path.display(),
+                        c.exit_layer.unwrap_or_default()
+                    )));
+                }
+                c.exit_layer = Some(k);
+                Pathways::Config(c)
+            }
+            (Pathways::Random(_), Some(_)) => {
+                return Err(Error::Input(
+                    "--exit-layer with random blocking: write a pathway config with exit_layer \
+                     instead"
+                        .into(),
+                ))
+            }
         }))
     }
 
-    /// Scores a prepared sample; returns the scores and (open, total) edges summed over layers.
+    /// Scores a prepared sample; returns the scores and (open, total) edges summed over layers
+    /// (the layers an early exit skips count as closed).
     fn score(&self, pkg: &Package, inputs: &SampleInputs) -> Result<(OptionScores, u64, u64)> {
         let layout = &inputs.layout;
         let s = layout.seq_len as u64;
-        let total = pkg.num_layers() as u64 * s * (s + 1) / 2;
+        let per_layer = s * (s + 1) / 2;
+        let total = pkg.num_layers() as u64 * per_layer;
         match self {
-            EvalMode::Full => Ok((answer::answer(pkg, inputs)?, total, total)),
+            EvalMode::Full { exit_layer } => {
+                let layers = exit_layer.unwrap_or(pkg.num_layers());
+                let logits = answer::causal_logits(pkg, inputs, layers)?;
+                let scores = answer::scores_from(pkg, layout, logits.view())?;
+                Ok((scores, layers as u64 * per_layer, total))
+            }
             EvalMode::Pathways(p) => {
                 let schedule = p.resolve(&SequenceGroups::from_prompt(layout), pkg.num_layers())?;
                 let plan = Plan::compile(&schedule);
-                let (embeds, rotary) = answer::embed(pkg, inputs)?;
-                let out = run_plan(pkg, &schedule, &plan, &embeds, &rotary)?;
-                let labels = &pkg.manifest.prompt.option_labels[..layout.option_token_ids.len()];
-                let scores = score_options(
-                    out.last_logits(),
-                    labels,
-                    &layout.option_token_ids,
-                    layout.answer,
-                )?;
+                // Random blocking draws over every position after the first video token, so its
+                // masks over the prefix change with the question's length: never reused.
+                let split = match p {
+                    Pathways::Config(_) => answer::split(
+                        pkg,
+                        inputs,
+                        PrefixMasks::Schedule(&schedule),
+                        schedule.num_layers(),
+                        false,
+                    )?,
+                    Pathways::Random(_) => None,
+                };
+                let out = match split {
+                    Some(sp) => {
+                        run_plan_after(pkg, &schedule, &plan, &sp.prefix, &sp.embeds, &sp.rotary)?
+                    }
+                    None => {
+                        let (embeds, rotary) = answer::embed(pkg, inputs)?;
+                        run_plan(pkg, &schedule, &plan, &embeds, &rotary)?
+                    }
+                };
+                let scores = answer::scores_from(pkg, layout, out.last_logits())?;
                 let open: u64 = schedule.open_edges().iter().map(|&e| e as u64).sum();
                 Ok((scores, open, total))
             }

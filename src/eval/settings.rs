@@ -22,6 +22,9 @@ pub struct EvalSettings {
     pub frames: usize,
     /// `full`, `pathways:FILE` or `random:RATIO`.
     pub mode: String,
+    /// `--exit-layer K`: the answer read after layer K (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_layer: Option<usize>,
     pub seed: u64,
     pub limit: Option<usize>,
     /// `(k, n)`: this run holds samples with index % n == k - 1.

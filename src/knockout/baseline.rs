@@ -1,10 +1,10 @@
 //! The baseline run of a sample: the plain causal prefill, keeping what knockouts reuse (every
 //! layer's input hidden states and K/V), and the tokens the knockouts measure.
 
-use ndarray::{ArrayView1, Axis};
+use ndarray::{Array2, ArrayView1, Axis};
 
-use crate::answer::{embed, softmax, SampleInputs};
-use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
+use crate::answer::{embed, softmax, split, SampleInputs};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, PrefixMasks, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::{Package, Projection};
@@ -101,26 +101,86 @@ pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
         )
     })?;
     let truth_token = layout.option_token_ids[truth];
-    let (embeds, rotary) = embed(pkg, inputs)?;
-    let s = embeds.dim(1);
-    let mask = EdgeMask::full_causal(1, s).additive();
-    let masks = Masks::same(&mask);
-    let out = engine::forward(
-        pkg,
-        ForwardSpec {
-            start_layer: 0,
-            hidden: &embeds,
-            rotary: &rotary,
-            past: None,
-            masks: &masks,
-            masked_rows: MaskedRows::Uniform,
-            keep: Keep {
-                hidden: true,
-                kv: true,
-                attn_layers: Vec::new(),
-            },
-        },
-    )?;
+    let (embeds, rotary, out) =
+        match split(pkg, inputs, PrefixMasks::Causal, pkg.num_layers(), true)? {
+            Some(sp) => {
+                // The question's rows after the cached prefix, joined to it on the device: the
+                // sweep sees the same whole-sequence baseline as a full prefill.
+                let p = sp.prefix.len;
+                let mask = engine::causal_after(p, sp.embeds.dim(1));
+                let masks = Masks::same(&mask);
+                let out = engine::forward(
+                    pkg,
+                    ForwardSpec {
+                        start_layer: 0,
+                        hidden: &sp.embeds,
+                        rotary: &sp.rotary,
+                        past: Some(&sp.prefix.kv),
+                        masks: &masks,
+                        masked_rows: MaskedRows::Uniform,
+                        keep: Keep {
+                            hidden: true,
+                            kv: true,
+                            attn_layers: Vec::new(),
+                        },
+                    },
+                )?;
+                let data = pkg.data();
+                let hidden = sp
+                    .prefix
+                    .hidden
+                    .iter()
+                    .zip(&out.hidden_states)
+                    .map(|(a, b)| data.concat(a, b, 1))
+                    .collect::<Result<Vec<_>>>()?;
+                let kv = sp
+                    .prefix
+                    .kv
+                    .iter()
+                    .zip(&out.kv)
+                    .map(|(a, b)| {
+                        Ok(LayerKv {
+                            key: data.concat(&a.key, &b.key, 2)?,
+                            value: data.concat(&a.value, &b.value, 2)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let s = inputs.layout.seq_len;
+                let positions = Array2::from_shape_fn((1, s), |(_, i)| i as i64);
+                let rotary = engine::rotary(pkg, positions.view())?;
+                let embeds = data.copy(&hidden[0])?;
+                let joined = engine::ForwardOutput {
+                    hidden_states: hidden,
+                    kv,
+                    attn: Vec::new(),
+                    final_hidden: out.final_hidden,
+                };
+                (embeds, rotary, joined)
+            }
+            None => {
+                let (embeds, rotary) = embed(pkg, inputs)?;
+                let s = embeds.dim(1);
+                let mask = EdgeMask::full_causal(1, s).additive();
+                let masks = Masks::same(&mask);
+                let out = engine::forward(
+                    pkg,
+                    ForwardSpec {
+                        start_layer: 0,
+                        hidden: &embeds,
+                        rotary: &rotary,
+                        past: None,
+                        masks: &masks,
+                        masked_rows: MaskedRows::Uniform,
+                        keep: Keep {
+                            hidden: true,
+                            kv: true,
+                            attn_layers: Vec::new(),
+                        },
+                    },
+                )?;
+                (embeds, rotary, out)
+            }
+        };
     let logits = last_position_logits(pkg, &out)?;
     let row = logits.index_axis(Axis(0), 0);
     let first = read_logits(row, 0, truth_token)?;

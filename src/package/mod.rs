@@ -59,6 +59,8 @@ pub struct Package {
     pub head_embed: Graph,
     /// Where tensors live and what crosses between host and device.
     data: DataPath,
+    /// Computed video prefixes, reused across questions (engine::prefix).
+    prefixes: crate::engine::PrefixCache,
     /// The prompt builder of the deep check (its tokenizer loaded once, at open).
     prompt: PromptBuilder,
     /// What the deep check at open verified.
@@ -152,6 +154,7 @@ impl Package {
             head_lm,
             head_embed,
             data: DataPath::new(opts)?,
+            prefixes: crate::engine::PrefixCache::new(opts.prefix_cache_bytes),
             prompt,
             prompt_check,
             manifest,
@@ -166,6 +169,11 @@ impl Package {
     /// the transfer counters.
     pub fn data(&self) -> &DataPath {
         &self.data
+    }
+
+    /// The package's cache of computed video prefixes.
+    pub fn prefixes(&self) -> &crate::engine::PrefixCache {
+        &self.prefixes
     }
 
     pub fn tokenizer_path(&self) -> PathBuf {

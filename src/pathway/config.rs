@@ -30,6 +30,7 @@ struct RawConfig {
     name: Option<String>,
     description: Option<String>,
     num_layers: usize,
+    exit_layer: Option<usize>,
     rules: Vec<RawRule>,
 }
 
@@ -75,6 +76,8 @@ pub struct PathwayConfig {
     /// Where the config came from; errors name it.
     pub path: PathBuf,
     pub num_layers: usize,
+    /// An early answer (1-based): the answer is read after this layer and later layers never run.
+    pub exit_layer: Option<usize>,
     pub rules: Vec<Rule>,
 }
 
@@ -100,6 +103,14 @@ impl PathwayConfig {
                 "num_layers {} is more than any model has (at most {MAX_NUM_LAYERS})",
                 raw.num_layers
             )));
+        }
+        if let Some(k) = raw.exit_layer {
+            if k == 0 || k > raw.num_layers {
+                return Err(fail(format!(
+                    "exit_layer {k}: expected a layer from 1 to num_layers ({})",
+                    raw.num_layers
+                )));
+            }
         }
         let rules = raw
             .rules
@@ -155,6 +166,7 @@ impl PathwayConfig {
             description: raw.description,
             path: path.to_path_buf(),
             num_layers: raw.num_layers,
+            exit_layer: raw.exit_layer,
             rules,
         })
     }
@@ -173,6 +185,14 @@ impl PathwayConfig {
             description: self.description.clone(),
             path: self.path.clone(),
             num_layers,
+            exit_layer: self.exit_layer.map(|k| {
+                let run: Vec<bool> = (0..self.num_layers).map(|l| l < k).collect();
+                scale_layer_set(&run, num_layers)
+                    .iter()
+                    .filter(|&&r| r)
+                    .count()
+                    .max(1)
+            }),
             rules: self
                 .rules
                 .iter()
@@ -236,12 +256,11 @@ impl PathwayConfig {
                 })
             })
             .collect();
-        Ok(MaskSchedule::from_shared(
-            groups.seq_len(),
-            masks,
-            layer_mask,
-            &open,
-        ))
+        let schedule = MaskSchedule::from_shared(groups.seq_len(), masks, layer_mask, &open);
+        match self.exit_layer {
+            Some(k) => schedule.exit_after(k),
+            None => Ok(schedule),
+        }
     }
 }
 

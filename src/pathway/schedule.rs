@@ -14,6 +14,9 @@ pub struct MaskSchedule {
     layer_mask: Vec<usize>,
     /// Open edges per layer, counted once (plans and reports read them repeatedly).
     open: Vec<usize>,
+    /// Layers of the model; more than `layer_mask.len()` when the schedule exits early (the
+    /// answer is read after its last layer, and the model's later layers never run).
+    model_layers: usize,
 }
 
 impl MaskSchedule {
@@ -40,6 +43,7 @@ impl MaskSchedule {
         let open = layers.iter().map(|m| m.open_edges()[0]).collect();
         Ok(MaskSchedule {
             seq_len,
+            model_layers: layers.len(),
             layer_mask: (0..layers.len()).collect(),
             masks: layers,
             open,
@@ -59,6 +63,7 @@ impl MaskSchedule {
             .all(|(m, &n)| m.open_edges()[0] == n && m.queries().len() == seq_len));
         MaskSchedule {
             seq_len,
+            model_layers: layer_mask.len(),
             open: layer_mask.iter().map(|&i| open_per_mask[i]).collect(),
             masks,
             layer_mask,
@@ -72,12 +77,39 @@ impl MaskSchedule {
             masks: vec![EdgeMask::full_causal(1, seq_len)],
             layer_mask: vec![0; num_layers],
             open: vec![seq_len * (seq_len + 1) / 2; num_layers],
+            model_layers: num_layers,
         }
+    }
+
+    /// The schedule of an early answer: layers `1..=k` (1-based) run, the answer is read after
+    /// layer `k` through final norm + head, and no later layer runs.
+    pub fn exit_after(&self, k: usize) -> Result<MaskSchedule> {
+        if k == 0 || k > self.model_layers {
+            return Err(Error::Input(format!(
+                "exit layer {k}: expected a layer from 1 to {} (the answer is read after it)",
+                self.model_layers
+            )));
+        }
+        let mut out = self.clone();
+        out.layer_mask.truncate(k);
+        out.open.truncate(k);
+        Ok(out)
+    }
+
+    /// Layers of the model the schedule was made for.
+    pub fn model_layers(&self) -> usize {
+        self.model_layers
+    }
+
+    /// The 1-based layer after which the answer is read, when it is not the model's last.
+    pub fn exit_layer(&self) -> Option<usize> {
+        (self.num_layers() < self.model_layers).then_some(self.num_layers())
     }
 
     pub fn seq_len(&self) -> usize {
         self.seq_len
     }
+    /// Layers that run (the model's, or fewer for an early exit).
     pub fn num_layers(&self) -> usize {
         self.layer_mask.len()
     }

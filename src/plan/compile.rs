@@ -31,7 +31,10 @@ pub struct Plan {
     pub seq_len: usize,
     /// Positions whose final hidden state is wanted (the last position by default).
     pub outputs: Vec<usize>,
+    /// The layers that run: the model's, or the first K of them for an early exit.
     pub layers: Vec<LayerPlan>,
+    /// Layers of the model (the full run's cost counts all of them).
+    pub model_layers: usize,
 }
 
 impl Plan {
@@ -93,6 +96,7 @@ impl Plan {
             seq_len: s,
             outputs: outs,
             layers,
+            model_layers: schedule.model_layers(),
         })
     }
 
@@ -115,9 +119,11 @@ impl Plan {
                     rows_without_open_key: schedule.layer(l).rows_without_open_key(),
                 })
                 .collect(),
+            model_layers: schedule.model_layers(),
         }
     }
 
+    /// Layers that run.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }

@@ -24,7 +24,9 @@ pub struct PlanReport {
     pub model: String,
     pub pathways: String,
     pub seq_len: usize,
+    /// Layers that run; `model_layers` when the plan does not exit early.
     pub num_layers: usize,
+    pub model_layers: usize,
     pub layers: Vec<LayerReport>,
     pub rows_computed: usize,
     pub full_rows: usize,
@@ -59,16 +61,18 @@ impl PlanReport {
             })
             .collect();
         let flops = layers.iter().map(|l| l.flops).sum::<u64>() + head;
-        let full_flops = full_layer * layers.len() as u64 + head;
+        // The full run is every layer of the model, also when the plan exits early.
+        let full_flops = full_layer * plan.model_layers as u64 + head;
         PlanReport {
             model: model.to_string(),
             pathways: pathways.to_string(),
             seq_len: s,
             num_layers: layers.len(),
+            model_layers: plan.model_layers,
             rows_computed: plan.rows_computed(),
-            full_rows: s * layers.len(),
+            full_rows: s * plan.model_layers,
             open_edges: plan.open_edges(),
-            total_edges: total_edges * layers.len(),
+            total_edges: total_edges * plan.model_layers,
             predicted_speedup: full_flops as f64 / flops as f64,
             flops,
             full_flops,
@@ -78,9 +82,17 @@ impl PlanReport {
 
     /// The human-readable table `vidflow plan` prints.
     pub fn table(&self) -> String {
+        let exit = if self.num_layers < self.model_layers {
+            format!(
+                " (answer read after layer {}; later layers skipped)",
+                self.num_layers
+            )
+        } else {
+            String::new()
+        };
         let mut out = format!(
-            "model {}   pathways {}   S = {} positions, {} layers\n",
-            self.model, self.pathways, self.seq_len, self.num_layers
+            "model {}   pathways {}   S = {} positions, {} layers{exit}\n",
+            self.model, self.pathways, self.seq_len, self.model_layers
         );
         out += &format!(
             "{:>5} {:>7} {:>7} {:>9} {:>25} {:>7} {:>10} {:>10} {:>6}\n",

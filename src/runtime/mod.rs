@@ -43,7 +43,13 @@ pub struct RuntimeOptions {
     pub ort_library: Option<PathBuf>,
     pub cuda: CudaOptions,
     pub tensorrt: TensorRtOptions,
+    /// Memory for computed video prefixes reused across questions (0 turns reuse off).
+    pub prefix_cache_bytes: u64,
 }
+
+/// Default prefix budget: a 7B model's prefix of 8 frames (32 layers of K/V over 1.2k rows,
+/// hidden states included for knockouts) is about 0.6 GB.
+pub const DEFAULT_PREFIX_CACHE_BYTES: u64 = 1 << 30;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -53,6 +59,7 @@ impl Default for RuntimeOptions {
             ort_library: None,
             cuda: CudaOptions::default(),
             tensorrt: TensorRtOptions::default(),
+            prefix_cache_bytes: DEFAULT_PREFIX_CACHE_BYTES,
         }
     }
 }
