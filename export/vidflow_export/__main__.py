@@ -4,6 +4,12 @@ import argparse
 import sys
 
 
+ATTENTION_HELP = (
+    "decoder-layer attention core: eager (default, op by op) or fused (one com.microsoft "
+    "MultiHeadAttention node per layer; float32, ONNX Runtime only; the _attn graphs stay eager)"
+)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m vidflow_export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -18,6 +24,7 @@ def main(argv=None) -> int:
     e.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     e.add_argument("--frames", type=int, default=None, help="frames per video (default: the processor's)")
     e.add_argument("--name", default=None, help="package name (default: the HF directory's name)")
+    e.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
 
     g = sub.add_parser("golden", help="PyTorch reference outputs -> PKG/golden/")
     g.add_argument("--hf", required=True, help="HF model directory the package was exported from")
@@ -45,6 +52,7 @@ def main(argv=None) -> int:
     sp.add_argument("--out", required=True, help="package directory to write (e.g. out/smollm2-video)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the random vision tower")
     sp.add_argument("--layers", type=int, default=None, help="keep only the first N decoder layers (quick checks)")
+    sp.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
 
     y = sub.add_parser("toy-train", help="train the toy VideoLLM on vidflow synth data -> toy-image, toy-video packages")
     y.add_argument("--out", required=True, help="folder for toy-image/, toy-video/ and toy-train.json (e.g. models)")
@@ -61,7 +69,8 @@ def main(argv=None) -> int:
     elif args.cmd == "export":
         from .export import export_package
 
-        m = export_package(args.hf, args.out, dtype=args.dtype, frames=args.frames, name=args.name)
+        m = export_package(args.hf, args.out, dtype=args.dtype, frames=args.frames, name=args.name,
+                           attention=args.attention)
         print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers) to {args.out}")
     elif args.cmd == "golden":
         from .golden import generate
@@ -87,7 +96,7 @@ def main(argv=None) -> int:
     elif args.cmd == "smollm2-package":
         from .smollm2_package import export_package
 
-        m = export_package(args.out, seed=args.seed, num_layers=args.layers)
+        m = export_package(args.out, seed=args.seed, num_layers=args.layers, attention=args.attention)
         print(f"wrote package {m['name']} ({m['num_layers']} layers) to {args.out}")
     elif args.cmd == "toy-train":
         from .toy.train import toy_train

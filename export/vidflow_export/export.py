@@ -30,8 +30,13 @@ def special_ids(model, tok: Tokenizer) -> dict:
 
 
 def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: int | None = None,
-                   name: str | None = None) -> dict:
-    """Writes every graph, `tokenizer.json` and `model.yaml` to `out_dir`; returns the manifest."""
+                   name: str | None = None, attention: str = "eager") -> dict:
+    """Writes every graph, `tokenizer.json` and `model.yaml` to `out_dir`; returns the manifest.
+
+    `attention="fused"` (float32 only): the decoder layers' attention core as ONNX Runtime's
+    com.microsoft MultiHeadAttention (graphs.export_layer); same I/O contract."""
+    if attention == "fused" and dtype != "float32":
+        raise ValueError(f"fused attention is float32 only, not {dtype}")
     os.makedirs(out_dir, exist_ok=True)
     model = load_video_llm(hf_dir)
     tok = Tokenizer.from_file(os.path.join(hf_dir, c.TOKENIZER_FILE))
@@ -53,7 +58,7 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
         video_placeholder=placeholder,
         special_ids=ids,
     )
-    graphs.export_all(model, out_dir, DTYPES[dtype])
+    graphs.export_all(model, out_dir, DTYPES[dtype], attention)
     shutil.copyfile(os.path.join(hf_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
     manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
     return m

@@ -95,10 +95,11 @@ def to_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def export_onnx(module: nn.Module, args: tuple, path: str, input_names, output_names, axes: dict,
-                static_dims: dict | None = None) -> None:
+                static_dims: dict | None = None, custom_opsets: dict | None = None) -> None:
     """TorchScript-based export with named I/O and dynamic axes, then onnx.checker.
 
-    `static_dims` {name: {axis: size}} declares I/O dimensions that shape inference leaves symbolic.
+    `static_dims` {name: {axis: size}} declares I/O dimensions that shape inference leaves symbolic;
+    `custom_opsets` {domain: version} the non-standard op domains the graph uses.
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     names = list(input_names) + list(output_names)
@@ -116,6 +117,7 @@ def export_onnx(module: nn.Module, args: tuple, path: str, input_names, output_n
                 dynamic_axes=dynamic_axes,
                 opset_version=c.OPSET,
                 do_constant_folding=True,
+                **({"custom_opsets": custom_opsets} if custom_opsets else {}),
             )
     model = onnx.load(path)
     if static_dims:
@@ -149,17 +151,22 @@ def layer_trace_args(config):
     return (hidden, cos, sin, past_k, past_v, mask)
 
 
-def export_layer(hf_layer, config, path: str, with_attn: bool, dtype=torch.float32) -> None:
-    module = wrap_layer(to_dtype(hf_layer, dtype), config, with_attn=with_attn)
+def export_layer(hf_layer, config, path: str, with_attn: bool, dtype=torch.float32, attention: str = "eager") -> None:
+    """`attention="fused"`: the attention core as one com.microsoft MultiHeadAttention node (float32,
+    not for the attention-weights variant); same I/O contract."""
+    module = wrap_layer(to_dtype(hf_layer, dtype), config, with_attn=with_attn, attention=attention)
     outputs = c.LAYER_ATTN_OUTPUTS if with_attn else c.LAYER_OUTPUTS
     static = {c.LAYER_OUT_ATTN: {1: config.num_attention_heads}}
-    export_onnx(module, layer_trace_args(config), path, c.LAYER_INPUTS, outputs, c.LAYER_AXES, static)
+    custom = {"com.microsoft": 1} if attention == "fused" else None
+    export_onnx(module, layer_trace_args(config), path, c.LAYER_INPUTS, outputs, c.LAYER_AXES, static, custom)
 
 
-def export_layers(text, config, out_dir: str, indices, dtype=torch.float32) -> None:
+def export_layers(text, config, out_dir: str, indices, dtype=torch.float32, attention: str = "eager") -> None:
+    """layer_NN.onnx with `attention`; layer_NN_attn.onnx (attention weights out) always eager."""
     for i in indices:
         for with_attn in (False, True):
-            export_layer(text.layers[i], config, os.path.join(out_dir, c.layer_file(i, with_attn)), with_attn, dtype)
+            export_layer(text.layers[i], config, os.path.join(out_dir, c.layer_file(i, with_attn)), with_attn, dtype,
+                         "eager" if with_attn else attention)
 
 
 def export_rope(text, out_dir: str) -> None:
@@ -174,8 +181,9 @@ def export_rope(text, out_dir: str) -> None:
     )
 
 
-def export_all(model, out_dir: str, dtype=torch.float32) -> None:
-    """Every graph of a package for a LLaVA-NeXT-Video model (float32 master weights in `model`)."""
+def export_all(model, out_dir: str, dtype=torch.float32, attention: str = "eager") -> None:
+    """Every graph of a package for a LLaVA-NeXT-Video model (float32 master weights in `model`);
+    `attention` as in `export_layers`."""
     from .hf import text_model
 
     text = text_model(model)
@@ -205,7 +213,7 @@ def export_all(model, out_dir: str, dtype=torch.float32) -> None:
     )
     # Rotary tables are always computed in float32 (the layers cast them).
     export_rope(text, out_dir)
-    export_layers(text, config, out_dir, range(config.num_hidden_layers), dtype)
+    export_layers(text, config, out_dir, range(config.num_hidden_layers), dtype, attention)
     hidden = torch.randn(TRACE_B, TRACE_Q, config.hidden_size, generator=torch.Generator().manual_seed(1))
     for name, head in head_graphs(model, text).items():
         export_onnx(

@@ -4,6 +4,10 @@ Built from a HF Llama-family decoder layer's own submodules and weights (norms, 
 MLP), but with the attention written out here so that the graph has exactly the contract's I/O:
 past K/V are concatenated in front of the computed rows, the additive mask is used as given (no causal
 mask is added), KV heads are repeated for GQA, and scores, mask add and softmax run in float32.
+
+`attention="fused"` (float32 only, no attention-weights output) exports the attention core (scores,
+mask add, softmax, weighted sum) as one ONNX Runtime com.microsoft MultiHeadAttention node; the
+PyTorch forward and the graph I/O are the same as the default's.
 """
 
 import torch
@@ -15,11 +19,49 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+ATTENTION_MODES = ("eager", "fused")
+
+
+def attend(q, keys, values, mask, scaling: float):
+    """q [B,H,Q,Dh], keys/values [B,H,K,Dh], additive mask [B,1,Q,K] -> (out [B,Q,H*Dh], probs).
+    Scores, mask add and softmax in float32; the weighted sum in the dtype of `values`."""
+    scores = torch.matmul(q.float(), keys.float().transpose(2, 3)) * scaling
+    scores = scores + mask.float()
+    probs = torch.softmax(scores, dim=-1)
+    out = torch.matmul(probs.to(values.dtype), values)
+    return out.transpose(1, 2).flatten(2), probs
+
+
+class FusedAttention(torch.autograd.Function):
+    """`attend` on q [B,Q,H*Dh]; exported as com.microsoft MultiHeadAttention with key/value in
+    [B,H,K,Dh] (BNSH) layout and the mask as its attention_bias (added to the scaled scores, as here;
+    a row with every key blocked gets uniform weights in both)."""
+
+    @staticmethod
+    def forward(ctx, q, keys, values, mask, scaling: float, num_heads: int):
+        heads = q.unflatten(-1, (num_heads, -1)).transpose(1, 2)
+        return attend(heads, keys, values, mask, scaling)[0]
+
+    @staticmethod
+    def symbolic(g, q, keys, values, mask, scaling: float, num_heads: int):
+        absent = g.op("prim::Constant")
+        absent.setType(torch._C.OptionalType.ofTensor())
+        out = g.op("com.microsoft::MultiHeadAttention", q, keys, values, absent, absent, mask,
+                   num_heads_i=num_heads, scale_f=scaling)
+        out.setType(q.type())
+        return out
+
+
 class ExtendLayer(nn.Module):
     """Graph I/O is float32; `compute_dtype` is the dtype of the weights and of the residual stream."""
 
-    def __init__(self, hf_layer, num_heads: int, num_kv_heads: int, head_dim: int, with_attn: bool = False):
+    def __init__(self, hf_layer, num_heads: int, num_kv_heads: int, head_dim: int, with_attn: bool = False,
+                 attention: str = "eager"):
         super().__init__()
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention {attention!r}: expected one of {ATTENTION_MODES}")
+        if attention == "fused" and with_attn:
+            raise ValueError("fused attention has no attention-weights output: export the _attn graph eager")
         attn = hf_layer.self_attn
         self.input_layernorm = hf_layer.input_layernorm
         self.post_attention_layernorm = hf_layer.post_attention_layernorm
@@ -33,6 +75,9 @@ class ExtendLayer(nn.Module):
         self.head_dim = head_dim
         self.scaling = getattr(attn, "scaling", head_dim**-0.5)
         self.with_attn = with_attn
+        self.attention = attention
+        if attention == "fused" and self.compute_dtype != torch.float32:
+            raise ValueError(f"fused attention is float32 only, not {self.compute_dtype}")
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -67,11 +112,11 @@ class ExtendLayer(nn.Module):
         keys = self._repeat_kv(keys)
         values = self._repeat_kv(values)
 
-        scores = torch.matmul(q.float(), keys.float().transpose(2, 3)) * self.scaling
-        scores = scores + mask.float()
-        probs = torch.softmax(scores, dim=-1)
-        out = torch.matmul(probs.to(dt), values)
-        out = out.transpose(1, 2).flatten(2)
+        if self.attention == "fused":
+            out = FusedAttention.apply(q.transpose(1, 2).flatten(2), keys, values, mask, float(self.scaling),
+                                       self.num_heads)
+        else:
+            out, probs = attend(q, keys, values, mask, self.scaling)
 
         x = x + self.o_proj(out)
         x = x + self.mlp(self.post_attention_layernorm(x))
@@ -82,7 +127,7 @@ class ExtendLayer(nn.Module):
         return outputs
 
 
-def wrap_layer(hf_layer, config, with_attn: bool = False) -> ExtendLayer:
+def wrap_layer(hf_layer, config, with_attn: bool = False, attention: str = "eager") -> ExtendLayer:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return ExtendLayer(
         hf_layer,
@@ -90,4 +135,5 @@ def wrap_layer(hf_layer, config, with_attn: bool = False) -> ExtendLayer:
         num_kv_heads=config.num_key_value_heads,
         head_dim=head_dim,
         with_attn=with_attn,
+        attention=attention,
     ).eval()

@@ -132,9 +132,9 @@ def build_manifest(config, name: str, num_layers: int, video_id: int) -> dict:
 
 
 def export_package(out_dir: str, seed: int = 0, num_layers: int | None = None,
-                   name: str = "smollm2-135m-video") -> dict:
+                   name: str = "smollm2-135m-video", attention: str = "eager") -> dict:
     """Writes every graph, tokenizer.json and model.yaml to `out_dir`; `num_layers` keeps only the
-    first layers (for quick checks). Returns the manifest."""
+    first layers (for quick checks); `attention` as in graphs.export_layers. Returns the manifest."""
     os.makedirs(out_dir, exist_ok=True)
     model = load()
     text = text_model(model)
@@ -163,7 +163,7 @@ def export_package(out_dir: str, seed: int = 0, num_layers: int | None = None,
         c.EMBED_AXES,
     )
     graphs.export_rope(text, out_dir)
-    graphs.export_layers(text, config, out_dir, range(layers))
+    graphs.export_layers(text, config, out_dir, range(layers), attention=attention)
     hidden = torch.randn(graphs.TRACE_B, graphs.TRACE_Q, config.hidden_size, generator=torch.Generator().manual_seed(1))
     for file, head in graphs.head_graphs(model, text).items():
         graphs.export_onnx(head, (hidden,), os.path.join(out_dir, file), [c.HEAD_IN_HIDDEN], [c.HEAD_OUT_LOGITS],
