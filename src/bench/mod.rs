@@ -26,11 +26,37 @@ pub enum BenchMode {
     Pruned(Pathways),
     /// The same masks applied to every row of every layer (no skipping): the accuracy twin.
     Dense(Pathways),
+    /// The plain causal model with the answer read after layer K (1-based); later layers skipped.
+    Exit(usize),
+    /// Another question about a video whose prefix is cached: only the question's rows run
+    /// (of `full`, `exit:K` or `pathways:CONFIG`).
+    Cached(Box<BenchMode>),
 }
 
 impl BenchMode {
-    /// `full`, `pathways:CONFIG` or `dense:CONFIG`; CONFIG is a YAML file or random:RATIO[:SEED].
+    /// `full`, `pathways:CONFIG`, `dense:CONFIG` or `exit:K`, each optionally behind `cached:`;
+    /// CONFIG is a YAML file or random:RATIO[:SEED].
     pub fn parse(arg: &str, scale: bool, num_layers: usize) -> Result<BenchMode> {
+        if let Some(inner) = arg.strip_prefix("cached:") {
+            return match BenchMode::parse(inner, scale, num_layers)? {
+                m @ (BenchMode::Full | BenchMode::Exit(_)) => Ok(BenchMode::Cached(Box::new(m))),
+                BenchMode::Pruned(Pathways::Config(c)) => Ok(BenchMode::Cached(Box::new(
+                    BenchMode::Pruned(Pathways::Config(c)),
+                ))),
+                _ => Err(Error::Input(format!(
+                    "--mode {arg:?}: cached: applies to full, exit:K and pathways:CONFIG (random \
+                     blocking is not prefix-stable, and a dense run has no cached twin)"
+                ))),
+            };
+        }
+        if let Some(k) = arg.strip_prefix("exit:") {
+            return match k.parse::<usize>() {
+                Ok(k) if (1..=num_layers).contains(&k) => Ok(BenchMode::Exit(k)),
+                _ => Err(Error::Input(format!(
+                    "--mode {arg:?}: expected exit:K with K from 1 to {num_layers}"
+                ))),
+            };
+        }
         let pathways = |c: &str| -> Result<Pathways> {
             let p = Pathways::parse(c)?;
             Ok(if scale { p.scaled_to(num_layers) } else { p })
@@ -45,7 +71,7 @@ impl BenchMode {
             return Ok(BenchMode::Dense(pathways(c)?));
         }
         Err(Error::Input(format!(
-            "--mode {arg:?}: expected full, pathways:CONFIG or dense:CONFIG"
+            "--mode {arg:?}: expected full, pathways:CONFIG, dense:CONFIG, exit:K or cached:MODE"
         )))
     }
 
@@ -54,8 +80,41 @@ impl BenchMode {
             BenchMode::Full => "full".into(),
             BenchMode::Pruned(p) => format!("pathways:{}", p.describe()),
             BenchMode::Dense(p) => format!("dense:{}", p.describe()),
+            BenchMode::Exit(k) => format!("exit:{k}"),
+            BenchMode::Cached(m) => format!("cached:{}", m.name()),
         }
     }
+}
+
+/// The plan a mode executes over the whole sequence (before any prefix is taken out).
+fn plan_of(mode: &BenchMode, groups: &SequenceGroups, num_layers: usize) -> Result<Plan> {
+    let s = groups.seq_len();
+    Ok(match mode {
+        BenchMode::Full => Plan::dense(&MaskSchedule::full_causal(num_layers, s)),
+        BenchMode::Exit(k) => {
+            Plan::dense(&MaskSchedule::full_causal(num_layers, s).exit_after(*k)?)
+        }
+        BenchMode::Pruned(p) => Plan::compile(&p.resolve(groups, num_layers)?),
+        BenchMode::Dense(p) => Plan::dense(&p.resolve(groups, num_layers)?),
+        BenchMode::Cached(m) => plan_of(m, groups, num_layers)?,
+    })
+}
+
+/// A plan's report with only rows from `p` on computed (they read the cached prefix's keys).
+fn after_prefix(mut report: PlanReport, plan: &Plan, p: usize, cost: &FlopModel) -> PlanReport {
+    let mut flops = cost.head(plan.outputs.len());
+    let mut rows = 0;
+    for (lr, lp) in report.layers.iter_mut().zip(&plan.layers) {
+        let own = lp.rows.iter().filter(|&&r| r >= p).count();
+        lr.rows_computed = own;
+        lr.flops = cost.layer(own, p + own).total();
+        flops += lr.flops;
+        rows += own;
+    }
+    report.rows_computed = rows;
+    report.flops = flops;
+    report.predicted_speedup = report.full_flops as f64 / flops as f64;
+    report
 }
 
 /// Timed and untimed runs per mode.
@@ -155,6 +214,52 @@ fn argmax(v: &Array1<f32>) -> usize {
         .0
 }
 
+/// Last-position logits of `mode` reusing the package's cached prefix of `inputs` (computed on
+/// first use).
+fn cached_logits(
+    pkg: &Package,
+    inputs: &SampleInputs,
+    groups: &SequenceGroups,
+    mode: &BenchMode,
+) -> Result<Array1<f32>> {
+    let num_layers = pkg.num_layers();
+    let no_reuse = || {
+        Error::Input(
+            "cached: the prefix cache is off (--prefix-cache-mb 0) or the masks make the prefix \
+             depend on the question"
+                .into(),
+        )
+    };
+    match mode {
+        BenchMode::Full | BenchMode::Exit(_) => {
+            if !pkg.prefixes().enabled() {
+                return Err(no_reuse());
+            }
+            let layers = match mode {
+                BenchMode::Exit(k) => *k,
+                _ => num_layers,
+            };
+            answer::causal_logits(pkg, inputs, layers)
+        }
+        BenchMode::Pruned(p) => {
+            let schedule = p.resolve(groups, num_layers)?;
+            let plan = Plan::compile(&schedule);
+            let sp = answer::split(
+                pkg,
+                inputs,
+                engine::PrefixMasks::Schedule(&schedule),
+                schedule.num_layers(),
+                false,
+            )?
+            .ok_or_else(no_reuse)?;
+            let out =
+                engine::run_plan_after(pkg, &schedule, &plan, &sp.prefix, &sp.embeds, &sp.rotary)?;
+            Ok(out.last_logits().to_owned())
+        }
+        _ => Err(no_reuse()),
+    }
+}
+
 /// Benchmarks `modes` (the full run is added first when missing) on one prepared sample;
 /// `threads` is only recorded. `on_round(i, n)` reports progress.
 pub fn bench(
@@ -190,14 +295,21 @@ pub fn bench(
         .iter()
         .map(|mode| -> Result<PlanReport> {
             let name = mode.name();
-            let plan = match mode {
-                BenchMode::Full => Plan::dense(&MaskSchedule::full_causal(num_layers, s)),
-                BenchMode::Pruned(p) => Plan::compile(&p.resolve(&groups, num_layers)?),
-                BenchMode::Dense(p) => Plan::dense(&p.resolve(&groups, num_layers)?),
-            };
-            Ok(PlanReport::new(&shape.name, &name, &plan, &cost))
+            let plan = plan_of(mode, &groups, num_layers)?;
+            let report = PlanReport::new(&shape.name, &name, &plan, &cost);
+            Ok(match (mode, answer::prefix_inputs(inputs)) {
+                (BenchMode::Cached(_), Some(pi)) => after_prefix(report, &plan, pi.len, &cost),
+                (BenchMode::Cached(_), None) => {
+                    return Err(Error::Input(
+                        "cached: the prompt has no question after the video to split at".into(),
+                    ))
+                }
+                _ => report,
+            })
         })
         .collect::<Result<_>>()?;
+    // Cached modes time a question whose prefix is already computed: compute it now.
+    pkg.prefixes().clear();
 
     let once = |mode: &BenchMode| -> Result<Run> {
         let before = pkg.data().transfers();
@@ -217,6 +329,8 @@ pub fn bench(
                 let out = engine::run_dense(pkg, &schedule, &embeds, &rotary)?;
                 (out.last_logits().to_owned(), setup)
             }
+            BenchMode::Exit(k) => (answer::last_logits_until(pkg, &embeds, &rotary, *k)?, 0.0),
+            BenchMode::Cached(inner) => (cached_logits(pkg, inputs, &groups, inner)?, 0.0),
         };
         let seconds = start.elapsed().as_secs_f64();
         Ok(Run {
@@ -227,6 +341,11 @@ pub fn bench(
         })
     };
 
+    for mode in &modes {
+        if let BenchMode::Cached(inner) = mode {
+            cached_logits(pkg, inputs, &groups, inner)?;
+        }
+    }
     let load_before = load_average();
     let mut timed: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     let rounds = settings.warmup + settings.runs;

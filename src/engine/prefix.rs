@@ -195,8 +195,17 @@ fn key_of(inputs: &PrefixInputs<'_>, masks: PrefixMasks<'_>, layers: usize) -> O
         h.update(&(*d as u64).to_le_bytes());
     }
     let pixels = inputs.pixels.as_standard_layout();
-    for x in pixels.iter() {
-        h.update(&x.to_le_bytes());
+    let values = pixels.as_slice().expect("standard layout");
+    if cfg!(target_endian = "little") {
+        // SAFETY: f32 has no padding; on a little-endian machine its bytes are its LE encoding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+        };
+        h.update(bytes);
+    } else {
+        for x in values {
+            h.update(&x.to_le_bytes());
+        }
     }
     h.update(&(inputs.ids.len() as u64).to_le_bytes());
     for id in inputs.ids {
