@@ -4735,7 +4735,7 @@ fn bench_refuses_bad_modes_and_prompts() {
             "--mode unknown",
             1,
             args!["--mode", "fast"],
-            kw!["--mode \"fast\": expected full, pathways:CONFIG or dense:CONFIG"],
+            kw!["--mode \"fast\": expected full, pathways:CONFIG, dense:CONFIG, exit:K or cached:MODE"],
         ),
         (
             "--mode pathways of an absent file",
