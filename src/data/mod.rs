@@ -133,6 +133,18 @@ pub fn load_for_command(arg: &str) -> Result<Vec<Sample>> {
     Ok(ds.samples)
 }
 
+/// The first `n` samples of every task, tasks in name order.
+pub fn first_per_task(samples: &[Sample], n: usize) -> Vec<Sample> {
+    let mut by_task: std::collections::BTreeMap<String, Vec<Sample>> = Default::default();
+    for smp in samples {
+        let v = by_task.entry(task_of(smp)).or_default();
+        if v.len() < n {
+            v.push(smp.clone());
+        }
+    }
+    by_task.into_values().flatten().collect()
+}
+
 /// The task of a sample (`""` when the source has none).
 pub fn task_of(s: &Sample) -> String {
     s.task.clone().unwrap_or_default()

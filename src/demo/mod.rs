@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::answer::{self, Sample};
+use crate::answer;
 use crate::bench::{bench, BenchMode, BenchReport, BenchSettings};
 use crate::data::{self, DataSpec, Dataset};
 use crate::discover::{discover, verify, DiscoverSettings, Discovery, Metric};
@@ -204,7 +204,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             ),
         });
     }
-    let subset = first_per_task(&dataset.samples, s.knockout_per_task);
+    let subset = data::first_per_task(&dataset.samples, s.knockout_per_task);
 
     let eval_with = |pkg: &Package, mode_arg: &str, mode: &EvalMode, out: &Path| {
         let settings = EvalSettings {
@@ -450,18 +450,6 @@ fn clone_dataset(d: &Dataset) -> Dataset {
         samples: d.samples.clone(),
         bad: d.bad.clone(),
     }
-}
-
-/// The first `n` samples of every task, tasks in name order.
-fn first_per_task(samples: &[Sample], n: usize) -> Vec<Sample> {
-    let mut by_task: std::collections::BTreeMap<String, Vec<Sample>> = Default::default();
-    for smp in samples {
-        let v = by_task.entry(data::task_of(smp)).or_default();
-        if v.len() < n {
-            v.push(smp.clone());
-        }
-    }
-    by_task.into_values().flatten().collect()
 }
 
 /// Generates the held-out set, or checks that the folder holds the one these settings make.

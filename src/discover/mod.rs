@@ -13,7 +13,12 @@ use crate::error::{Error, Result};
 use crate::knockout::{Flow, KnockoutRecord, RunManifest, KNOCKOUTS_FILE, RUN_FILE};
 use crate::pathway::CROSS_FRAME;
 
+mod compute;
 mod verify;
+pub use compute::{
+    candidate_yaml, discover_compute, measure, Candidate, ComputeDiscovery, ComputeSettings,
+    TaskAccuracy,
+};
 pub use verify::verify;
 
 /// Which %change drives the decision.

@@ -94,7 +94,11 @@ impl EvalMode {
 
     /// Scores a prepared sample; returns the scores and (open, total) edges summed over layers
     /// (the layers an early exit skips count as closed).
-    fn score(&self, pkg: &Package, inputs: &SampleInputs) -> Result<(OptionScores, u64, u64)> {
+    pub(crate) fn score(
+        &self,
+        pkg: &Package,
+        inputs: &SampleInputs,
+    ) -> Result<(OptionScores, u64, u64)> {
         let layout = &inputs.layout;
         let s = layout.seq_len as u64;
         let per_layer = s * (s + 1) / 2;
