@@ -119,7 +119,36 @@ fn check_shortened_demo(models: &Models) {
         (kept - random).abs() < 0.01,
         "pathways {kept} vs random {random}"
     );
-    assert_eq!(summary["bench"]["modes"].as_array().unwrap().len(), 2);
+    // Compute-aware discovery: every (video cutoff c < last-only d < exit K) triple of the
+    // layers, each of c and d optional, was judged on the 10 validation samples: per K,
+    // K + K(K-1)/2 triples.
+    let compute = &summary["compute"];
+    let triples: usize = (1..=l).map(|k| k + k * (k - 1) / 2).sum();
+    assert_eq!(compute["candidates"].as_array().unwrap().len(), triples);
+    assert_eq!(compute["samples"], 10);
+    let chosen = &compute["candidates"][compute["chosen"].as_u64().unwrap() as usize];
+    assert!(
+        chosen["worst_drop_points"].as_f64().unwrap() <= 2.0 + 1e-9,
+        "{chosen}"
+    );
+    let ccfg = out.join("compute.yaml");
+    vidflow::pathway::Pathways::parse(ccfg.to_str().unwrap()).expect("a valid compute config");
+    let compute_records = lines(&out.join("eval/video-compute/records.jsonl"));
+    assert_eq!(compute_records.len(), 15);
+    // The frontier table: one row per benchmarked mode, its accuracies those of the evaluations.
+    let modes = summary["bench"]["modes"].as_array().unwrap();
+    let exit = !summary["exit_layer"].is_null();
+    assert_eq!(modes.len(), if exit { 6 } else { 5 });
+    let frontier = summary["frontier"].as_array().unwrap();
+    assert_eq!(frontier.len(), modes.len());
+    assert_eq!(
+        frontier[2]["accuracy"],
+        summary["eval_compute"]["overall"]["accuracy"]
+    );
+    assert!(
+        frontier[modes.len() - 2]["accuracy"].is_null(),
+        "prefix reuse is exact"
+    );
     // Verification ran: the final config costs the worst task no more than the threshold (-5%),
     // and what it reopened is open.
     let verified = summary["discovery_verified_pct_change"]

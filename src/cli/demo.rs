@@ -48,6 +48,13 @@ pub struct Args {
     /// Seed of the random-blocking control.
     #[arg(long, default_value_t = 0)]
     random_seed: u64,
+    /// Compute-aware discovery: the largest accuracy drop (points) a task may take against full
+    /// attention on the validation set.
+    #[arg(long, default_value_t = 2.0)]
+    max_drop: f64,
+    /// Compute-aware discovery: cutoffs and exits on every STEP-th layer (and the last).
+    #[arg(long, default_value_t = 1)]
+    compute_step: usize,
     /// Timed benchmark runs per mode.
     #[arg(long, default_value_t = 20)]
     bench_runs: usize,
@@ -75,6 +82,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         threshold: a.threshold,
         verify: !a.no_verify,
         random_seed: a.random_seed,
+        max_drop: a.max_drop,
+        compute_step: a.compute_step,
         bench_runs: a.bench_runs,
         workers: a.workers.max(1),
         progress: !a.quiet,

@@ -186,12 +186,20 @@ fn compute(a: Args) -> anyhow::Result<()> {
     let frontier = frontier_path(out);
     let json = serde_json::to_string_pretty(&d)? + "\n";
     std::fs::write(&frontier, json).with_context(|| frontier.display().to_string())?;
-    println!("all {} candidates written to {}", d.candidates.len(), frontier.display());
+    println!(
+        "all {} candidates written to {}",
+        d.candidates.len(),
+        frontier.display()
+    );
     match d.chosen {
         Some(c) => {
             std::fs::write(out, &d.candidates[c].yaml)
                 .with_context(|| out.display().to_string())?;
-            println!("chosen config {} written to {}", d.candidates[c].name, out.display());
+            println!(
+                "chosen config {} written to {}",
+                d.candidates[c].name,
+                out.display()
+            );
             Ok(())
         }
         None => bail!(

@@ -20,7 +20,10 @@ use serde::Serialize;
 use crate::answer;
 use crate::bench::{bench, BenchMode, BenchReport, BenchSettings};
 use crate::data::{self, DataSpec, Dataset};
-use crate::discover::{discover, verify, DiscoverSettings, Discovery, Metric};
+use crate::discover::{
+    discover, discover_compute, measure, verify, ComputeDiscovery, ComputeSettings,
+    DiscoverSettings, Discovery, Metric,
+};
 use crate::error::{Error, Result};
 use crate::eval::{self, read_records, EvalMode, EvalSettings, Summary, RECORDS_FILE};
 use crate::knockout::{
@@ -64,6 +67,10 @@ pub struct DemoSettings {
     pub verify: bool,
     /// Seed of random blocking.
     pub random_seed: u64,
+    /// Compute-aware discovery: the largest accuracy drop (points) a task may take on the
+    /// validation set, and the layer grid of the cutoffs and exits.
+    pub max_drop: f64,
+    pub compute_step: usize,
     /// Timed benchmark runs per mode.
     pub bench_runs: usize,
     /// Video decoding threads.
@@ -101,6 +108,30 @@ pub struct DemoSummary {
     pub cross_frame_video: Vec<LayerChange>,
     pub cross_frame_image: Vec<LayerChange>,
     pub bench: BenchReport,
+    /// Compute-aware discovery on the validation set (`compute.frontier.json` holds it too).
+    pub compute: ComputeDiscovery,
+    pub compute_file: String,
+    /// The chosen compute-aware config and the fastest passing early exit on the held-out set.
+    pub eval_compute: Summary,
+    pub exit_layer: Option<usize>,
+    pub eval_exit: Option<Summary>,
+    /// Rows of the frontier table, in the report's order.
+    pub frontier: Vec<FrontierRow>,
+}
+
+/// One row of the speed/accuracy frontier on the held-out set.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontierRow {
+    pub run: String,
+    /// Held-out accuracy; None where it is full attention's by construction (prefix reuse).
+    pub accuracy: Option<f64>,
+    /// Largest per-task drop (points) against full attention on the held-out set.
+    pub worst_drop_points: Option<f64>,
+    /// Mean share of causal edges open, and share of the full run's rows computed.
+    pub edge_share: f64,
+    pub row_share: f64,
+    pub predicted_speedup: f64,
+    pub paired_speedup: f64,
 }
 
 /// One layer of a knockout curve.
@@ -123,6 +154,10 @@ struct Layout {
     knockout_image: PathBuf,
     lens: PathBuf,
     pathways: PathBuf,
+    validation: PathBuf,
+    eval_compute: PathBuf,
+    eval_exit: PathBuf,
+    compute: PathBuf,
 }
 
 impl Layout {
@@ -137,6 +172,10 @@ impl Layout {
             knockout_image: out.join("knockout/image-cross-frame"),
             lens: out.join("lens"),
             pathways: out.join("pathways.yaml"),
+            validation: out.join("data-validation"),
+            eval_compute: out.join("eval/video-compute"),
+            eval_exit: out.join("eval/video-exit"),
+            compute: out.join("compute.yaml"),
         }
     }
 }
@@ -159,6 +198,15 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         return Err(Error::Input(format!(
             "--threshold {}: expected a finite percentage change (e.g. -5 for a 5% drop)",
             s.threshold
+        )));
+    }
+    if s.compute_step == 0 {
+        return Err(Error::Input("--compute-step must be at least 1".into()));
+    }
+    if !s.max_drop.is_finite() || s.max_drop < 0.0 {
+        return Err(Error::Input(format!(
+            "--max-drop {}: expected a non-negative number of accuracy points",
+            s.max_drop
         )));
     }
     if s.bench_runs == 0 {
@@ -192,21 +240,14 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     ));
     ensure_synth(&dirs.data, s.seed, s.per_task)?;
     let spec = DataSpec::Tvbench(dirs.data.clone());
-    let dataset = data::load(&spec, None)?;
-    if !dataset.bad.is_empty() {
-        return Err(Error::Data {
-            path: dirs.data.clone(),
-            msg: format!(
-                "{} records of the generated set are invalid, e.g. {}: {}",
-                dataset.bad.len(),
-                dataset.bad[0].id,
-                dataset.bad[0].reason
-            ),
-        });
-    }
+    let dataset = load_generated(&spec, &dirs.data)?;
     let subset = data::first_per_task(&dataset.samples, s.knockout_per_task);
 
     let eval_with = |pkg: &Package, mode_arg: &str, mode: &EvalMode, out: &Path| {
+        let exit_layer = match mode {
+            EvalMode::Full { exit_layer } => *exit_layer,
+            EvalMode::Pathways(_) => None,
+        };
         let settings = EvalSettings {
             model: pkg.manifest.name.clone(),
             model_dir: pkg.dir().display().to_string(),
@@ -214,7 +255,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             tasks: None,
             frames,
             mode: mode_arg.to_string(),
-            exit_layer: None,
+            exit_layer,
             seed: s.random_seed,
             limit: None,
             shard: None,
@@ -388,21 +429,111 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     )?;
 
     log(&format!(
+        "compute-aware discovery: cutoffs and exits searched on a validation set ({} per task, \
+         seed {}), no task more than {} points below full attention",
+        s.knockout_per_task,
+        s.seed + 1,
+        s.max_drop
+    ));
+    ensure_synth(&dirs.validation, s.seed + 1, s.knockout_per_task)?;
+    let val_spec = DataSpec::Tvbench(dirs.validation.clone());
+    let val_inputs = load_generated(&val_spec, &dirs.validation)?
+        .samples
+        .iter()
+        .map(|smp| {
+            answer::prepare(&builder, &video.manifest.video, smp)
+                .map(|inp| (data::task_of(smp), inp))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let settings = ComputeSettings {
+        max_drop: s.max_drop,
+        step: s.compute_step,
+    };
+    let mut compute = discover_compute(&video, &val_inputs, None, settings, |_, _| {})?;
+    // The base candidate (full attention) drops nothing, so some candidate always passes.
+    let chosen = compute.chosen.expect("full attention passes");
+    let chosen_yaml = compute.candidates[chosen].yaml.clone();
+    std::fs::write(&dirs.compute, &chosen_yaml).map_err(|e| Error::io(&dirs.compute, e))?;
+    let compute_pathways = Pathways::parse(&dirs.compute.display().to_string())?;
+    log(&format!(
+        "evaluating the chosen compute-aware config ({})",
+        compute.candidates[chosen].name
+    ));
+    let eval_compute = eval_with(
+        &video,
+        &format!("pathways:{}", dirs.compute.display()),
+        &EvalMode::Pathways(compute_pathways.clone()),
+        &dirs.eval_compute,
+    )?;
+    let exit_layer = compute
+        .best_exit_only()
+        .and_then(|i| compute.candidates[i].exit_layer);
+    let eval_exit = match exit_layer {
+        Some(k) => {
+            log(&format!("evaluating the early exit after layer {k}"));
+            Some(eval_with(
+                &video,
+                "full",
+                &EvalMode::Full {
+                    exit_layer: Some(k),
+                },
+                &dirs.eval_exit,
+            )?)
+        }
+        None => None,
+    };
+
+    log(&format!(
         "benchmarking full vs pruned prefill ({} runs)",
         s.bench_runs
     ));
     let inputs = answer::prepare(&builder, &video.manifest.video, &subset[0])?;
+    let bench_settings = BenchSettings {
+        runs: s.bench_runs,
+        warmup: 1,
+    };
+    let mut modes = vec![
+        BenchMode::Pruned(pathways),
+        BenchMode::Pruned(compute_pathways.clone()),
+    ];
+    if let Some(k) = exit_layer {
+        modes.push(BenchMode::Exit(k));
+    }
+    modes.push(BenchMode::Cached(Box::new(BenchMode::Full)));
+    modes.push(BenchMode::Cached(Box::new(BenchMode::Pruned(
+        compute_pathways,
+    ))));
     let bench_report = bench(
         &video,
         &inputs,
-        &[BenchMode::Pruned(pathways)],
-        BenchSettings {
-            runs: s.bench_runs,
-            warmup: 1,
-        },
+        &modes,
+        bench_settings,
         s.runtime.threads,
         |_, _| {},
     )?;
+    let mut measured = compute.frontier();
+    if !measured.contains(&chosen) {
+        measured.push(chosen);
+    }
+    measure(
+        &video,
+        &val_inputs[0].1,
+        &mut compute,
+        &measured,
+        bench_settings,
+        s.runtime.threads,
+    )?;
+    let frontier_json = s.out.join("compute.frontier.json");
+    let text = serde_json::to_string_pretty(&compute)
+        .map_err(|e| Error::Input(format!("serialising the frontier: {e}")))?;
+    std::fs::write(&frontier_json, text + "\n").map_err(|e| Error::io(&frontier_json, e))?;
+    let frontier = frontier_rows(
+        &bench_report,
+        &eval_full,
+        &eval_pathways,
+        (&compute.candidates[chosen].name, &eval_compute),
+        exit_layer.zip(eval_exit.as_ref()),
+    );
 
     let summary = DemoSummary {
         video_model: video.manifest.name.clone(),
@@ -427,6 +558,12 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             .map(|r| cross_frame_curve(&r.summary_data))
             .unwrap_or_default(),
         bench: bench_report,
+        compute_file: relative(&dirs.compute, &s.out),
+        compute,
+        eval_compute,
+        exit_layer,
+        eval_exit,
+        frontier,
     };
     let json = s.out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary)
@@ -443,6 +580,95 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
 
 fn as_strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// A generated set, every record of which must be valid.
+fn load_generated(spec: &DataSpec, dir: &Path) -> Result<Dataset> {
+    let dataset = data::load(spec, None)?;
+    if let Some(b) = dataset.bad.first() {
+        return Err(Error::Data {
+            path: dir.to_path_buf(),
+            msg: format!(
+                "{} records of the generated set are invalid, e.g. {}: {}",
+                dataset.bad.len(),
+                b.id,
+                b.reason
+            ),
+        });
+    }
+    Ok(dataset)
+}
+
+/// Largest per-task accuracy drop (points) of `run` against `full`.
+fn worst_drop(full: &Summary, run: &Summary) -> f64 {
+    full.tasks
+        .iter()
+        .map(|(task, f)| {
+            let r = run.tasks.get(task).map_or(0.0, |t| t.accuracy);
+            100.0 * (f.accuracy - r)
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// The frontier table from the benchmark (modes in the order `run_demo` built them: full,
+/// pathways, compute, exit when found, cached full, cached compute) and the held-out evaluations.
+fn frontier_rows(
+    bench: &BenchReport,
+    full: &Summary,
+    pathways: &Summary,
+    compute: (&str, &Summary),
+    exit: Option<(usize, &Summary)>,
+) -> Vec<FrontierRow> {
+    let m = &bench.modes;
+    let full_rows = m[0].rows_computed as f64;
+    let row = |run: String, eval: Option<&Summary>, i: usize, edges: f64| FrontierRow {
+        run,
+        accuracy: eval.map(|e| e.overall.accuracy),
+        worst_drop_points: eval.map(|e| worst_drop(full, e)),
+        edge_share: edges,
+        row_share: m[i].rows_computed as f64 / full_rows,
+        predicted_speedup: m[i].predicted_speedup,
+        paired_speedup: m[i].paired_speedup,
+    };
+    let edges = |e: &Summary| e.overall.mean_edge_share;
+    let mut rows = vec![
+        row("full attention".into(), Some(full), 0, 1.0),
+        row(
+            "effective pathways (published-style discovery)".into(),
+            Some(pathways),
+            1,
+            edges(pathways),
+        ),
+        row(
+            format!("compute-aware: {}", compute.0),
+            Some(compute.1),
+            2,
+            edges(compute.1),
+        ),
+    ];
+    let mut next = 3;
+    if let Some((k, e)) = exit {
+        rows.push(row(
+            format!("early exit after layer {k}"),
+            Some(e),
+            3,
+            edges(e),
+        ));
+        next = 4;
+    }
+    rows.push(row(
+        "prefix reuse: another question on a cached video".into(),
+        None,
+        next,
+        1.0,
+    ));
+    rows.push(row(
+        format!("compute-aware {} + prefix reuse", compute.0),
+        Some(compute.1),
+        next + 1,
+        edges(compute.1),
+    ));
+    rows
 }
 
 fn clone_dataset(d: &Dataset) -> Dataset {

@@ -21,6 +21,52 @@ fn task_acc(s: &Summary, task: &str) -> String {
     })
 }
 
+/// The speed/accuracy frontier on the held-out set, then the validation search behind it.
+fn write_frontier(w: &mut String, s: &DemoSummary) {
+    let _ = writeln!(w, "## Speed and accuracy\n");
+    let _ = writeln!(
+        w,
+        "| run | accuracy | worst task drop | edges kept | rows computed | predicted | measured (paired) |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in &s.frontier {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {:.2}× | {:.2}× |",
+            r.run,
+            r.accuracy.map_or("= full (exact)".into(), pct),
+            r.worst_drop_points
+                .map_or("0 (exact)".into(), |d| format!("{d:+.1} pts")),
+            pct(r.edge_share),
+            pct(r.row_share),
+            r.predicted_speedup,
+            r.paired_speedup
+        );
+    }
+    let c = &s.compute;
+    let _ = writeln!(
+        w,
+        "\nHeld-out set, {} samples per task; speedups are of one sample's prefill against full \
+         attention (FLOPs predicted by the plan; measured as the median of paired runs, load \
+         average {} before). Prefix reuse runs only the question's rows against the cached \
+         system and video rows: exact, so its accuracy is full attention's. The compute-aware \
+         config (`{}`) is the candidate of the highest predicted speedup among those that kept \
+         every task within {} points of full attention on a separate validation set ({} \
+         samples, full attention {}); the early exit is the fastest such candidate without a \
+         cutoff. Candidates on the validation frontier (`compute.frontier.json` has all {}):\n",
+        s.per_task,
+        s.bench
+            .load_before
+            .map_or("unknown".into(), |l| format!("{l:.2}")),
+        s.compute_file,
+        c.max_drop,
+        c.samples,
+        pct(c.full_accuracy),
+        c.candidates.len()
+    );
+    let _ = writeln!(w, "```\n{}```\n", c.table());
+}
+
 /// Writes `out/report.md`; `plots` are image files under `out` (PNG ones are embedded).
 pub fn write_report(out: &Path, s: &DemoSummary, plots: &[PathBuf]) -> Result<PathBuf> {
     let mut md = String::new();
@@ -84,6 +130,8 @@ pub fn write_report(out: &Path, s: &DemoSummary, plots: &[PathBuf]) -> Result<Pa
          sample, full run {:.1} ms (p50).\n",
         s.random_ratio, full.p50_ms
     );
+
+    write_frontier(w, s);
 
     let _ = writeln!(w, "## Accuracy per task\n");
     let mut header = "| task | video, full | video, pathways | video, random |".to_string();

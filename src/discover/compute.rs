@@ -159,7 +159,11 @@ pub fn candidate_yaml(
                 blocked.iter_mut().skip(d).for_each(|x| *x = false);
             }
             if blocked.iter().any(|&x| x) {
-                rules.push((r.source.clone(), r.target.clone(), format_layer_set(&blocked)));
+                rules.push((
+                    r.source.clone(),
+                    r.target.clone(),
+                    format_layer_set(&blocked),
+                ));
             }
         }
     }
