@@ -4290,6 +4290,46 @@ fn discover_refuses_broken_runs() {
         kw!["--from <FROM>"],
         args!["discover"],
     ));
+    cases.push(case(
+        "discover --objective compute without a model",
+        2,
+        kw!["--model <MODEL>", "--data <VALIDATION>"],
+        args!["discover", "--objective", "compute"],
+    ));
+    cases.push(case(
+        "discover --objective unknown",
+        1,
+        kw!["--objective speed", "expected pathways or compute"],
+        args!["discover", "--objective", "speed"],
+    ));
+    for (flag, value, keyword) in [
+        ("--step", "0", "--step must be at least 1"),
+        ("--max-drop", "-1", "--max-drop -1: expected a non-negative"),
+        (
+            "--max-drop",
+            "NaN",
+            "--max-drop NaN: expected a non-negative",
+        ),
+    ] {
+        cases.push(case(
+            format!("discover --objective compute {flag} {value}"),
+            1,
+            kw![keyword],
+            args![
+                "discover",
+                "--objective",
+                "compute",
+                "--model",
+                tiny(),
+                "--data",
+                format!("json:{}", list.display()),
+                "--out",
+                s.root().join("c.yaml"),
+                flag,
+                value
+            ],
+        ));
+    }
     run_table("discover", cases);
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use clap::CommandFactory;
 use vidflow::answer;
 use vidflow::bench::BenchSettings;
 use vidflow::data::{self, DataSpec};
@@ -49,7 +50,7 @@ pub struct Args {
     #[arg(long)]
     base: Option<PathBuf>,
     /// compute: the largest accuracy drop, in points, any task may take against full attention.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, allow_hyphen_values = true)]
     max_drop: f64,
     /// compute: cutoffs and exits on every STEP-th layer (and the last).
     #[arg(long, default_value_t = 1)]
@@ -73,9 +74,19 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 }
 
+/// A missing argument that depends on `--objective`: reported as clap reports its own (exit 2).
+fn usage(msg: &str) -> ! {
+    let mut cli = super::Cli::command();
+    let cmd = cli
+        .find_subcommand_mut("discover")
+        .expect("the discover command");
+    cmd.error(clap::error::ErrorKind::MissingRequiredArgument, msg)
+        .exit()
+}
+
 fn pathways(a: Args) -> anyhow::Result<()> {
     let Some(from) = a.from.clone() else {
-        bail!("--objective pathways needs --from KNOCKOUT_RUN");
+        usage("--objective pathways (the default) needs --from <FROM>, a knockout run folder")
     };
     let settings = DiscoverSettings {
         interval: a.interval,
@@ -125,7 +136,9 @@ fn frontier_path(out: &Path) -> PathBuf {
 
 fn compute(a: Args) -> anyhow::Result<()> {
     let (Some(model), Some(data_arg), Some(out)) = (&a.model, &a.data, &a.out) else {
-        bail!("--objective compute needs --model PKG, --data VALIDATION and --out CONFIG.yaml");
+        usage(
+            "--objective compute needs --model <MODEL>, --data <VALIDATION> and --out <CONFIG.yaml>",
+        )
     };
     let pkg = Package::open(model, &a.runtime.options()?)?;
     let spec: DataSpec = data_arg.parse()?;
