@@ -65,7 +65,22 @@ enum Command {
     Synth(synth::Args),
 }
 
+/// Keeps glibc from handing large freed blocks back to the kernel. Masks and activations of
+/// a few hundred KB are allocated and freed on every run. By default, glibc serves each of them
+/// with a fresh `mmap` and returns it on free, so every run page-faults its buffers in again.
+/// On the toy model this cost a schedule with per-layer masks about 10% of its prefill (paired
+/// `vidflow bench`; docs/prefix-and-exit.md). Fixed thresholds keep the memory in the process.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it runs before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 pub fn main() -> ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VIDFLOW_LOG")

@@ -49,6 +49,21 @@ impl LayerMask {
         })
     }
 
+    /// [`LayerMask::upload`] of a mask built for this call: no host copy under `uniform`.
+    pub fn upload_owned(pkg: &Package, mask: Array4<f32>, masked_rows: MaskedRows) -> Result<Self> {
+        match masked_rows {
+            MaskedRows::Uniform => {
+                let (b, one, q, k) = mask.dim();
+                Ok(LayerMask {
+                    tensor: pkg.data().upload_owned(mask.into_dyn(), Upload::Mask)?,
+                    sink: None,
+                    shape: [b, one, q, k],
+                })
+            }
+            MaskedRows::Zero => LayerMask::upload(pkg, mask.view(), masked_rows),
+        }
+    }
+
     /// `[B,1,Q,P+Q]` as given (without the sink column).
     pub fn shape(&self) -> [usize; 4] {
         self.shape

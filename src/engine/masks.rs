@@ -118,7 +118,7 @@ impl<'m, 'a> MaskCache<'m, 'a> {
         let key = (self.masks.key)(l);
         if !self.uploaded.contains_key(&key) {
             let host = (self.masks.build)(l)?;
-            let m = LayerMask::upload(pkg, host.view(), self.masked_rows)?;
+            let m = LayerMask::upload_owned(pkg, host, self.masked_rows)?;
             self.uploaded.insert(key, m);
         }
         Ok(&self.uploaded[&key])

@@ -227,7 +227,7 @@ fn run_plan_from(
             } else {
                 restricted_keys(schedule.layer(l), &rows, start, &rows)
             };
-            e.insert(LayerMask::upload(pkg, host.view(), MaskedRows::Uniform)?);
+            e.insert(LayerMask::upload_owned(pkg, host, MaskedRows::Uniform)?);
         }
         let rot = &row_sets[set].1;
         let (pk, pv) = match prefix {

@@ -236,6 +236,20 @@ impl DataPath {
         self.place(v, kind, "a float tensor")
     }
 
+    /// [`DataPath::upload`] of an array the caller is done with: on the host it becomes the
+    /// tensor's memory without a copy (a schedule's masks are S x S each, built per run).
+    pub fn upload_owned(&self, a: ArrayD<f32>, kind: Upload) -> Result<Tensor> {
+        let shape = a.shape().to_vec();
+        let a = if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        };
+        let v = ort::value::Tensor::from_array(a)
+            .map_err(|e| Error::Runtime(format!("float tensor {shape:?}: {e}")))?;
+        self.place(v, kind, "a float tensor")
+    }
+
     /// Copies host int64 values (ids, positions, indices) into the provider's memory.
     pub fn upload_i64(&self, a: ArrayViewD<'_, i64>, kind: Upload) -> Result<Tensor> {
         let v = ort::value::Tensor::from_array(a.as_standard_layout().into_owned())
