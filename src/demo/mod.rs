@@ -449,7 +449,41 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         max_drop: s.max_drop,
         step: s.compute_step,
     };
-    let mut compute = discover_compute(&video, &val_inputs, None, settings, |_, _| {})?;
+    let frontier_json = s.out.join("compute.frontier.json");
+    // A finished search (measured frontier included) is read back rather than run again.
+    let resumed = match frontier_json.exists() {
+        true => {
+            let d = ComputeDiscovery::read(&frontier_json, num_layers)?;
+            let same = d.model == video.manifest.name
+                && d.samples == val_inputs.len()
+                && d.max_drop == s.max_drop
+                && d.step == s.compute_step;
+            if !same {
+                return Err(Error::Data {
+                    path: frontier_json,
+                    msg: format!(
+                        "holds a search with other settings (model {}, {} samples, max drop {}, \
+                         step {}); expected {}, {}, {}, {}: use another --out",
+                        d.model,
+                        d.samples,
+                        d.max_drop,
+                        d.step,
+                        video.manifest.name,
+                        val_inputs.len(),
+                        s.max_drop,
+                        s.compute_step
+                    ),
+                });
+            }
+            Some(d)
+        }
+        false => None,
+    };
+    let is_resumed = resumed.is_some();
+    let mut compute = match resumed {
+        Some(d) => d,
+        None => discover_compute(&video, &val_inputs, None, settings, |_, _| {})?,
+    };
     // The base candidate (full attention) drops nothing, so some candidate always passes.
     let chosen = compute.chosen.expect("full attention passes");
     let chosen_yaml = compute.candidates[chosen].yaml.clone();
@@ -511,22 +545,26 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
         s.runtime.threads,
         |_, _| {},
     )?;
-    let mut measured = compute.frontier();
-    if !measured.contains(&chosen) {
-        measured.push(chosen);
+    if !is_resumed {
+        let mut measured = compute.frontier();
+        if !measured.contains(&chosen) {
+            measured.push(chosen);
+        }
+        measure(
+            &video,
+            &val_inputs[0].1,
+            &mut compute,
+            &measured,
+            bench_settings,
+            s.runtime.threads,
+        )?;
+        let text = serde_json::to_string_pretty(&compute)
+            .map_err(|e| Error::Input(format!("serialising the frontier: {e}")))?;
+        // Written whole, then renamed: a torn file is never read back as a finished search.
+        let part = frontier_json.with_extension("json.part");
+        std::fs::write(&part, text + "\n").map_err(|e| Error::io(&part, e))?;
+        std::fs::rename(&part, &frontier_json).map_err(|e| Error::io(&frontier_json, e))?;
     }
-    measure(
-        &video,
-        &val_inputs[0].1,
-        &mut compute,
-        &measured,
-        bench_settings,
-        s.runtime.threads,
-    )?;
-    let frontier_json = s.out.join("compute.frontier.json");
-    let text = serde_json::to_string_pretty(&compute)
-        .map_err(|e| Error::Input(format!("serialising the frontier: {e}")))?;
-    std::fs::write(&frontier_json, text + "\n").map_err(|e| Error::io(&frontier_json, e))?;
     let frontier = frontier_rows(
         &bench_report,
         &eval_full,

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answer::SampleInputs;
 use crate::bench::{bench, BenchMode, BenchReport, BenchSettings};
@@ -37,7 +37,7 @@ pub struct ComputeSettings {
 }
 
 /// One task's accuracy under a candidate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskAccuracy {
     pub samples: usize,
     pub correct: usize,
@@ -47,7 +47,7 @@ pub struct TaskAccuracy {
 }
 
 /// A candidate config and what it measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Candidate {
     pub name: String,
     /// 1-based: nothing reads video after this layer.
@@ -72,7 +72,7 @@ pub struct Candidate {
 }
 
 /// The search's result: full attention's accuracy and every candidate, fastest predicted first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComputeDiscovery {
     pub model: String,
     pub base: Option<String>,
@@ -368,6 +368,49 @@ pub fn measure(
 }
 
 impl ComputeDiscovery {
+    /// Reads a search written as JSON (`NAME.frontier.json`) for a model of `num_layers` layers
+    /// and no base config, rebuilding each candidate's config from its layers.
+    pub fn read(path: &Path, num_layers: usize) -> Result<ComputeDiscovery> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let fail = |msg: String| Error::Data {
+            path: path.to_path_buf(),
+            msg,
+        };
+        let mut d: ComputeDiscovery = serde_json::from_str(&text)
+            .map_err(|e| fail(format!("not a compute-aware search: {e}")))?;
+        if let Some(b) = &d.base {
+            return Err(fail(format!(
+                "the search ran on top of the config {b:?}; only searches without a base are read \
+                 back"
+            )));
+        }
+        if d.chosen.is_some_and(|c| c >= d.candidates.len()) {
+            return Err(fail(format!(
+                "chosen {:?} is not one of its {} candidates",
+                d.chosen,
+                d.candidates.len()
+            )));
+        }
+        for c in &mut d.candidates {
+            let k = c.exit_layer.unwrap_or(num_layers);
+            let layers = [c.video_cutoff, c.last_only, Some(k)];
+            if layers.iter().flatten().any(|&x| x == 0 || x > num_layers) {
+                return Err(fail(format!(
+                    "candidate {:?} names a layer outside 1..={num_layers}",
+                    c.name
+                )));
+            }
+            if name_of(c.video_cutoff, c.last_only, k, num_layers) != c.name {
+                return Err(fail(format!(
+                    "candidate {:?} does not match its layers {layers:?}",
+                    c.name
+                )));
+            }
+            c.yaml = candidate_yaml(None, num_layers, c.video_cutoff, c.last_only, k, &c.name);
+        }
+        Ok(d)
+    }
+
     /// The speed/accuracy frontier: candidates no other one beats in both predicted speedup and
     /// worst-task drop, fastest first.
     pub fn frontier(&self) -> Vec<usize> {
