@@ -200,15 +200,11 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
             s.threshold
         )));
     }
-    if s.compute_step == 0 {
-        return Err(Error::Input("--compute-step must be at least 1".into()));
-    }
-    if !s.max_drop.is_finite() || s.max_drop < 0.0 {
-        return Err(Error::Input(format!(
-            "--max-drop {}: expected a non-negative number of accuracy points",
-            s.max_drop
-        )));
-    }
+    let compute_settings = ComputeSettings {
+        max_drop: s.max_drop,
+        step: s.compute_step,
+    };
+    compute_settings.validate("--compute-step")?;
     if s.bench_runs == 0 {
         return Err(Error::Input("--bench-runs must be at least 1".into()));
     }
@@ -445,10 +441,6 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
                 .map(|inp| (data::task_of(smp), inp))
         })
         .collect::<Result<Vec<_>>>()?;
-    let settings = ComputeSettings {
-        max_drop: s.max_drop,
-        step: s.compute_step,
-    };
     let frontier_json = s.out.join("compute.frontier.json");
     // A finished search (measured frontier included) is read back rather than run again.
     let resumed = match frontier_json.exists() {
@@ -482,7 +474,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     let is_resumed = resumed.is_some();
     let mut compute = match resumed {
         Some(d) => d,
-        None => discover_compute(&video, &val_inputs, None, settings, |_, _| {})?,
+        None => discover_compute(&video, &val_inputs, None, compute_settings, |_, _| {})?,
     };
     // The base candidate (full attention) drops nothing, so some candidate always passes.
     let chosen = compute.chosen.expect("full attention passes");

@@ -36,6 +36,23 @@ pub struct ComputeSettings {
     pub step: usize,
 }
 
+impl ComputeSettings {
+    /// Refuses a zero grid step (named by `step_flag`, the caller's option) and a drop that is
+    /// negative or not a number.
+    pub fn validate(&self, step_flag: &str) -> Result<()> {
+        if self.step == 0 {
+            return Err(Error::Input(format!("{step_flag} must be at least 1")));
+        }
+        if !self.max_drop.is_finite() || self.max_drop < 0.0 {
+            return Err(Error::Input(format!(
+                "--max-drop {}: expected a non-negative number of accuracy points",
+                self.max_drop
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One task's accuracy under a candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskAccuracy {
@@ -250,15 +267,7 @@ pub fn discover_compute(
     settings: ComputeSettings,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ComputeDiscovery> {
-    if settings.step == 0 {
-        return Err(Error::Input("--step must be at least 1".into()));
-    }
-    if !settings.max_drop.is_finite() || settings.max_drop < 0.0 {
-        return Err(Error::Input(format!(
-            "--max-drop {}: expected a non-negative number of accuracy points",
-            settings.max_drop
-        )));
-    }
+    settings.validate("--step")?;
     if inputs.is_empty() {
         return Err(Error::Input(
             "compute-aware discovery needs at least one validation sample".into(),
