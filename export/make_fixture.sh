@@ -13,4 +13,5 @@ trap 'rm -rf "$tmp"' EXIT
 rm -rf "$OUT"
 "$PY" -m vidflow_export export --hf "$tmp/hf" --out "$OUT" --dtype float32 --name tiny-llava-next-video
 "$PY" -m vidflow_export golden --hf "$tmp/hf" --package "$OUT"
+"$PY" -m vidflow_export golden-generate --hf "$tmp/hf" --package "$OUT"
 du -sh "$OUT"

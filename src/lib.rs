@@ -12,6 +12,7 @@ pub mod discover;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod generate;
 pub mod knockout;
 pub mod lens;
 pub mod mask;
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod prompt;
 pub mod report;
 pub mod runtime;
+pub mod serve;
 pub mod synth;
 pub mod video;
 

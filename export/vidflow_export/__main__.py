@@ -1,4 +1,5 @@
-"""CLI: python -m vidflow_export {build-tiny, export, golden, shaped, smollm2, smollm2-package, toy-train} ..."""
+"""CLI: python -m vidflow_export {build-tiny, export, golden, golden-generate, shaped, smollm2, smollm2-package,
+toy-train} ..."""
 
 import argparse
 import sys
@@ -30,6 +31,10 @@ def main(argv=None) -> int:
     g.add_argument("--hf", required=True, help="HF model directory the package was exported from")
     g.add_argument("--package", required=True, help="package directory")
     g.add_argument("--prefix-len", type=int, default=None, help="P of the extend case")
+
+    gg = sub.add_parser("golden-generate", help="PyTorch greedy-generation reference -> PKG/golden/generate.json")
+    gg.add_argument("--hf", required=True, help="HF model directory the package was exported from")
+    gg.add_argument("--package", required=True, help="package directory (with golden/golden.safetensors)")
 
     sh = sub.add_parser("shaped", help="random-weight model with a real model's layer shape (default 7B) -> package (GPU benchmarks)")
     sh.add_argument("--out", required=True, help="package directory to write")
@@ -77,6 +82,12 @@ def main(argv=None) -> int:
 
         d = generate(args.hf, args.package, prefix_len=args.prefix_len)
         print(f"wrote golden files (S={d['seq_len']}, P={d['prefix_len']}) to {args.package}/golden")
+    elif args.cmd == "golden-generate":
+        from .golden_generate import GENERATE_FILE, write_generate_golden
+
+        d = write_generate_golden(args.hf, args.package)
+        summary = ", ".join(f"{case['name']}: {len(case['tokens'])} tokens" for case in d["cases"])
+        print(f"wrote {args.package}/golden/{GENERATE_FILE} (S={d['seq_len']}; {summary})")
     elif args.cmd == "shaped":
         from .shaped import export_shaped
 

@@ -3,6 +3,9 @@
 The rendering order is the one documented on `PromptSpec` in src/package/manifest.rs:
 system, user_prefix, video_placeholder, after_video, question_prefix, <question>, options_header,
 <options joined by option_separator>, instruction, assistant_prefix, answer_prefix.
+
+`render_open` is the open-ended (free generation) form of the same spec: system, user_prefix,
+video_placeholder, after_video, <question>, assistant_prefix.
 """
 
 from dataclasses import dataclass
@@ -75,3 +78,11 @@ def render(spec: dict, question: str, options: list[str]) -> Rendered:
     add(spec["assistant_prefix"])
     add(spec["answer_prefix"])
     return Rendered("".join(parts), video, question_text, question_block, option_spans)
+
+
+def render_open(prompt_spec: dict, question: str) -> str:
+    """The open-ended prompt: `system + user_prefix + video_placeholder + after_video + question +
+    assistant_prefix` (no question_prefix, options, instruction or answer_prefix); the model's
+    answer is generated after it."""
+    p = prompt_spec
+    return p["system"] + p["user_prefix"] + p["video_placeholder"] + p["after_video"] + question + p["assistant_prefix"]

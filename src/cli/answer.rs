@@ -48,6 +48,26 @@ pub struct Args {
     /// Print JSON (one object per sample, one per line) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Answer in the model's own words: generate up to N tokens after the open-ended prompt (no
+    /// `--option`s; see docs/serving.md for the prompt and how masks apply to generated tokens).
+    #[arg(long, value_name = "N", conflicts_with_all = ["samples", "answer"])]
+    generate: Option<usize>,
+    /// With --generate: 0 is greedy; above 0 samples from the logits divided by it.
+    #[arg(long, default_value_t = 0.0, requires = "generate")]
+    temperature: f32,
+    /// With --generate: nucleus sampling keeps the most likely tokens up to this probability.
+    #[arg(long, default_value_t = 1.0, requires = "generate")]
+    top_p: f32,
+    /// With --generate: seed of the sampler.
+    #[arg(long, default_value_t = 0, requires = "generate")]
+    seed: u64,
+    /// With --generate: a pathway config (a knockout is a config with its rules) under which the
+    /// prompt is read and every token generated.
+    #[arg(long, value_name = "FILE", requires = "generate")]
+    pathways: Option<PathBuf>,
+    /// With --generate: what a row without an open key attends to (uniform or zero).
+    #[arg(long, default_value = "uniform", requires = "generate")]
+    masked_rows: String,
     #[command(flatten)]
     runtime: RuntimeArgs,
 }
@@ -73,9 +93,10 @@ struct AnswerRecord<'a> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pkg = Package::open(&args.model, &args.runtime.options()?)?;
     let builder = Arc::new(PromptBuilder::new(&pkg.manifest, pkg.dir())?);
-    match &args.samples {
-        Some(path) => run_list(&args, &pkg, builder, path),
-        None => run_one(&args, &pkg, &builder),
+    match (&args.samples, args.generate) {
+        (_, Some(n)) => run_generate(&args, &pkg, &builder, n),
+        (Some(path), None) => run_list(&args, &pkg, builder, path),
+        (None, None) => run_one(&args, &pkg, &builder),
     }
 }
 
@@ -142,6 +163,105 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
             &inputs.frame_indices,
             input.sampled.total_frames,
             &scores,
+        )?;
+    }
+    Ok(())
+}
+
+/// What `--generate --json` prints.
+#[derive(Serialize)]
+struct GeneratedRecord<'a> {
+    video: String,
+    frame_indices: &'a [usize],
+    question: &'a str,
+    text: &'a str,
+    tokens: &'a [i64],
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+fn run_generate(
+    args: &Args,
+    pkg: &Package,
+    builder: &PromptBuilder,
+    max_tokens: usize,
+) -> anyhow::Result<()> {
+    let video = args.video.clone().expect("clap requires --video");
+    let question = args.question.clone().expect("clap requires --question");
+    if !args.options.is_empty() {
+        bail!(
+            "--generate answers in the model's own words: give no --option (got {})",
+            args.options.len()
+        );
+    }
+    let config = args
+        .pathways
+        .as_deref()
+        .map(vidflow::pathway::PathwayConfig::from_file)
+        .transpose()?;
+    let spec = vidflow::generate::GenerateSpec {
+        max_tokens,
+        sampling: vidflow::generate::Sampling {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+        pathways: config.as_ref(),
+        masked_rows: args.masked_rows.parse()?,
+        stop: pkg
+            .manifest
+            .special_tokens
+            .eos_token_id
+            .into_iter()
+            .collect(),
+    };
+    let layout = builder.layout_open(&question, None)?;
+    let input = load_video(
+        &video,
+        &pkg.manifest.video,
+        answer::window(args.start, args.end),
+        args.fps,
+    )?;
+    let inputs = SampleInputs {
+        pixels: input.pixel_values,
+        frame_indices: input.sampled.indices.clone(),
+        layout,
+    };
+    let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)?;
+    let text = vidflow::generate::decode_text(builder.tokenizer(), &out.tokens)?;
+    let mut w = std::io::stdout().lock();
+    if args.json {
+        let rec = GeneratedRecord {
+            video: video.display().to_string(),
+            frame_indices: &inputs.frame_indices,
+            question: &question,
+            text: &text,
+            tokens: &out.tokens,
+            finish_reason: out.finish.reason(),
+            prompt_tokens: out.prompt_len,
+            prefill_ms: out.prefill_ms,
+            decode_ms: out.decode_ms,
+        };
+        writeln!(w, "{}", serde_json::to_string(&rec)?)?;
+    } else {
+        writeln!(
+            w,
+            "video     {} (frames {:?})",
+            video.display(),
+            inputs.frame_indices
+        )?;
+        writeln!(w, "question  {question}")?;
+        writeln!(w, "answer    {text}")?;
+        writeln!(
+            w,
+            "{} tokens ({}), prompt {} positions; prefill {:.1} ms, decoding {:.1} ms",
+            out.tokens.len(),
+            out.finish.reason(),
+            out.prompt_len,
+            out.prefill_ms,
+            out.decode_ms
         )?;
     }
     Ok(())

@@ -13,6 +13,7 @@ mod knockout;
 mod lens;
 mod plan;
 mod runtime_args;
+mod serve;
 mod slurm;
 mod synth;
 
@@ -61,6 +62,8 @@ enum Command {
     Attention(attention::Args),
     /// Run eval, knockout or lens as a Slurm array job (one task per shard) and merge the shards.
     Slurm(slurm::Args),
+    /// Serve VideoQA over HTTP: /v1/videoqa, OpenAI-style /v1/chat/completions, /metrics.
+    Serve(serve::Args),
     /// Write a synthetic TVBench-layout dataset (temporal tasks or single-frame questions).
     Synth(synth::Args),
 }
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Lens(a) => lens::run(a),
         Command::Attention(a) => attention::run(a),
         Command::Slurm(a) => slurm::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Synth(a) => synth::run(a),
     };
     match result {

@@ -48,7 +48,12 @@ pub fn restricted_mask(mask: &EdgeMask, rows: &[usize]) -> Array4<f32> {
 
 /// The additive mask `[1,1,Q,P+K]` of query positions `rows` reading the prefix keys `0..p`
 /// followed by key positions `keys`.
-fn restricted_keys(mask: &EdgeMask, rows: &[usize], p: usize, keys: &[usize]) -> Array4<f32> {
+pub(crate) fn restricted_keys(
+    mask: &EdgeMask,
+    rows: &[usize],
+    p: usize,
+    keys: &[usize],
+) -> Array4<f32> {
     let s = mask.keys().len();
     let blocked = mask.blocked().as_standard_layout();
     let blocked = blocked.as_slice().expect("standard layout");

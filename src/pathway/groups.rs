@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::prompt::PromptLayout;
 
 /// Group names a pathway rule may use (plus `frame[i]`, `option[j]` and `cross-frame`).
-pub const GROUP_NAMES: [&str; 9] = [
+/// `generated` holds the tokens a decoding run appends after the prompt; they also join `last`
+/// (see [`SequenceGroups::with_generated`]), and the group is empty in a prompt-only sequence.
+pub const GROUP_NAMES: [&str; 10] = [
     "system",
     "video",
     "question",
@@ -16,6 +18,7 @@ pub const GROUP_NAMES: [&str; 9] = [
     "option.false",
     "template",
     "last",
+    "generated",
     "cross-frame",
 ];
 
@@ -52,6 +55,7 @@ impl SequenceGroups {
         ] {
             named.insert(name.to_string(), set.clone());
         }
+        named.insert("generated".into(), Vec::new());
         if layout.answer.is_some() {
             named.insert("option.true".into(), g.option_true.clone());
             named.insert("option.false".into(), g.option_false.clone());
@@ -191,6 +195,7 @@ impl SequenceGroups {
         named.insert("question.text".into(), span(q0, opt0 - q0));
         named.insert("template".into(), span(t0, template - 1));
         named.insert("last".into(), vec![seq_len - 1]);
+        named.insert("generated".into(), Vec::new());
         if let Some(a) = answer {
             named.insert("option.true".into(), option_sets[a].clone());
             let rest: Vec<usize> = (0..options.0)
@@ -206,6 +211,24 @@ impl SequenceGroups {
             options: option_sets,
             named,
         })
+    }
+
+    /// The groups of this sequence followed by `n` generated tokens (positions `S..S+n`): they
+    /// form `generated` and join `last`, whose role they take over step by step (each new token
+    /// is the query that reads the answer so far). A rule "X ↛ last" therefore also keeps every
+    /// generated token from reading X, and "last ↛ last" keeps them from reading each other and
+    /// the prompt's last position. Prompt rows never see generated keys (causality), so the
+    /// prompt's masks are those of the prompt alone.
+    pub fn with_generated(&self, n: usize) -> SequenceGroups {
+        let mut out = self.clone();
+        let new: Vec<usize> = (self.seq_len..self.seq_len + n).collect();
+        out.named
+            .get_mut("last")
+            .expect("every sequence has a last position")
+            .extend(&new);
+        out.named.insert("generated".into(), new);
+        out.seq_len += n;
+        out
     }
 
     pub fn seq_len(&self) -> usize {

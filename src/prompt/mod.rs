@@ -44,7 +44,7 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 use crate::package::manifest::{Manifest, PromptSpec, SpecialTokens, VideoSpec};
 
-pub use render::{render, OptionSpan, RenderedPrompt, MAX_OPTIONS, MIN_OPTIONS};
+pub use render::{render, render_open, OptionSpan, RenderedPrompt, MAX_OPTIONS, MIN_OPTIONS};
 
 /// Token groups as sorted index sets over spliced positions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -330,6 +330,33 @@ impl PromptBuilder {
             }
         }
         let rendered = self.render(question, options)?;
+        self.lay_out(rendered, answer)
+    }
+
+    /// The layout of the open-ended prompt for `question` ([`render_open`]): no options, so
+    /// `option[j]`, `option.true` and `option.false` are empty and no option token ids exist;
+    /// the model's reply is generated after the last position.
+    /// `system` replaces the manifest's system text (a chat's system message).
+    pub fn layout_open(&self, question: &str, system: Option<&str>) -> Result<PromptLayout> {
+        let rendered = match system {
+            Some(text) => {
+                let mut spec = self.spec.clone();
+                spec.system = text.to_string();
+                render_open(&spec, question)?
+            }
+            None => render_open(&self.spec, question)?,
+        };
+        self.lay_out(rendered, None)
+    }
+
+    /// Tokenizes a rendered prompt and marks its token groups.
+    fn lay_out(&self, rendered: RenderedPrompt, answer: Option<usize>) -> Result<PromptLayout> {
+        let question = rendered.slice(&rendered.question_text).to_string();
+        let options: Vec<String> = rendered
+            .options
+            .iter()
+            .map(|o| rendered.slice(&o.text).to_string())
+            .collect();
         if let Some(max) = self.max_positions {
             let limit = max.saturating_mul(MAX_BYTES_PER_POSITION);
             if rendered.text.len() > limit {

@@ -122,6 +122,37 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
     })
 }
 
+/// Renders the open-ended prompt for `question` (no options): `system, user_prefix,
+/// video_placeholder, after_video, question, assistant_prefix`. The multiple-choice parts
+/// (`question_prefix`, options, `instruction`, `answer_prefix`) are left out, so the model answers
+/// in its own words after the assistant prefix; the question block is the question alone.
+pub fn render_open(spec: &PromptSpec, question: &str) -> Result<RenderedPrompt> {
+    if spec.video_placeholder.is_empty() {
+        return Err(Error::Prompt(
+            "prompt.video_placeholder is empty; it must be the text of the video token".into(),
+        ));
+    }
+    if question.trim().is_empty() {
+        return Err(Error::Prompt(format!(
+            "the question text {question:?} is empty; there is no question span to mark"
+        )));
+    }
+    let mut text = String::new();
+    text.push_str(&spec.system);
+    text.push_str(&spec.user_prefix);
+    let placeholder = push(&mut text, &spec.video_placeholder);
+    text.push_str(&spec.after_video);
+    let question_text = push(&mut text, question);
+    text.push_str(&spec.assistant_prefix);
+    Ok(RenderedPrompt {
+        text,
+        placeholder,
+        question_block: question_text.clone(),
+        question_text,
+        options: Vec::new(),
+    })
+}
+
 fn push(text: &mut String, part: &str) -> Range<usize> {
     let start = text.len();
     text.push_str(part);
