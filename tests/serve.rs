@@ -497,12 +497,26 @@ fn sigterm_lets_in_flight_requests_finish() {
     let threads: Vec<_> = (0..6)
         .map(|_| {
             std::thread::spawn(move || {
-                let r = client::post_json(addr, "/v1/videoqa", &qa("clip.mp4"), T).unwrap();
+                let r = client::post_json(
+                    addr,
+                    "/v1/chat/completions",
+                    &chat("clip.mp4", 48, false),
+                    T,
+                )
+                .unwrap();
                 (r.status, Instant::now())
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(40));
+    // Signal while requests wait in the queue (they are in flight for their clients).
+    let waited = Instant::now();
+    while server.metric("vidflow_queue_depth") < 2.0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "requests never queued"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let signalled = Instant::now();
     // SAFETY: sends SIGTERM to our own child process.
     unsafe {

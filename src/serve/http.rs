@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{ApiError, Chat, Limits, VideoQa};
+use super::media::{Media, VideoSource};
 use super::metrics::Metrics;
 use super::worker::{deadline_passed, ChatEvent, Job, Work};
 
@@ -27,6 +28,9 @@ pub const CHAT: &str = "/v1/chat/completions";
 /// What every handler shares.
 pub struct AppState {
     pub jobs: SyncSender<Job>,
+    /// Resolves video references before a request is queued: a bad path or upload never takes a
+    /// place in the queue.
+    pub media: Arc<Media>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub max_body_bytes: usize,
@@ -171,6 +175,15 @@ fn enqueue(state: &AppState, work: Work, received: Instant, id: String) -> Resul
     }
 }
 
+/// The request's video, checked (and an upload written) off the async threads.
+async fn resolve(state: &AppState, reference: &str, param: &str) -> Result<VideoSource, ApiError> {
+    let media = Arc::clone(&state.media);
+    let (reference, param) = (reference.to_string(), param.to_string());
+    tokio::task::spawn_blocking(move || media.resolve(&reference, &param))
+        .await
+        .map_err(|e| ApiError::new(500, None, format!("video resolution failed: {e}")))?
+}
+
 fn new_id(state: &AppState, prefix: &str) -> String {
     format!("{prefix}-{}", state.next_id.fetch_add(1, Ordering::Relaxed))
 }
@@ -190,10 +203,15 @@ async fn videoqa_inner(
     let (parts, body) = req.into_parts();
     let bytes = json_body(state, &parts.headers, body).await?;
     let q = VideoQa::parse(&bytes, &state.limits)?;
+    let video = resolve(state, &q.video, "video").await?;
     let (tx, rx) = oneshot::channel();
     enqueue(
         state,
-        Work::VideoQa { req: q, reply: tx },
+        Work::VideoQa {
+            req: q,
+            video,
+            reply: tx,
+        },
         started,
         new_id(state, "vqa"),
     )?;
@@ -240,12 +258,14 @@ async fn chat_start(
             ));
         }
     }
+    let video = resolve(state, &c.video, &c.video_param).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let id = new_id(state, "chatcmpl");
     enqueue(
         state,
         Work::Chat {
             req: c.clone(),
+            video,
             events: tx,
         },
         started,

@@ -101,14 +101,6 @@ impl Media {
         if path.is_empty() || path.contains('\0') {
             return Err(ApiError::field(param, "the video path is empty"));
         }
-        let joined = root.join(path);
-        let real = std::fs::canonicalize(&joined).map_err(|_| {
-            ApiError::new(
-                404,
-                Some(param),
-                format!("no video {path:?} under the server's video root"),
-            )
-        })?;
         let escape = || {
             ApiError::new(
                 403,
@@ -116,6 +108,19 @@ impl Media {
                 format!("{path:?} is outside the server's video root"),
             )
         };
+        // Lexically first: a path that leaves the root is refused whether or not something
+        // exists there, so answers never tell which files exist outside it.
+        let joined = root.join(path);
+        if !lexically_inside(&joined, root) {
+            return Err(escape());
+        }
+        let real = std::fs::canonicalize(&joined).map_err(|_| {
+            ApiError::new(
+                404,
+                Some(param),
+                format!("no video {path:?} under the server's video root"),
+            )
+        })?;
         if !real.starts_with(root) {
             return Err(escape());
         }
@@ -172,6 +177,28 @@ impl Media {
     }
 }
 
+/// Whether `path` (absolute) stays under `root` once `.` and `..` are applied to its text.
+fn lexically_inside(path: &Path, root: &Path) -> bool {
+    use std::path::Component;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => parts.clear(),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return false;
+                }
+            }
+            Component::Normal(p) => parts.push(p),
+        }
+    }
+    let normal: PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    normal.starts_with(root)
+}
+
 impl Drop for Media {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.uploads);
@@ -199,6 +226,10 @@ mod tests {
         assert_eq!(status("link.mp4"), 403);
         assert_eq!(status(tmp.path().join("secret.mp4").to_str().unwrap()), 403);
         assert_eq!(status("missing.mp4"), 404);
+        // Leaving the root is 403 whether or not the file exists.
+        assert_eq!(status("../missing.mp4"), 403);
+        assert_eq!(status("/nonexistent/x.mp4"), 403);
+        assert!(media.resolve("clips/../clips/a.mp4", "video").is_ok());
         assert_eq!(status("https://example.com/v.mp4"), 400);
     }
 

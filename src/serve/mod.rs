@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::{ApiError, Chat, Limits, VideoQa};
-pub use media::Media;
+pub use media::{Media, VideoSource};
 pub use metrics::Metrics;
 
 use crate::error::{Error, Result};
@@ -82,8 +82,13 @@ pub fn run(opts: ServeOptions) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::Input(format!("cannot start the async runtime: {e}")))?;
+    let media = Arc::new(Media::new(
+        opts.video_root.as_deref(),
+        &std::env::temp_dir(),
+    )?);
     let state = Arc::new(http::AppState {
         jobs,
+        media,
         metrics,
         limits: opts.limits,
         max_body_bytes: opts.max_body_bytes,
@@ -121,7 +126,6 @@ pub fn run(opts: ServeOptions) -> Result<()> {
 fn open_engine(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<worker::Engine> {
     let pkg = Package::open(&opts.model, &opts.runtime)?;
     let builder = PromptBuilder::new(&pkg.manifest, pkg.dir())?;
-    let media = Media::new(opts.video_root.as_deref(), &std::env::temp_dir())?;
     let pathways = match &opts.pathways {
         Some(path) => {
             let c = PathwayConfig::from_file(path)?;
@@ -153,7 +157,6 @@ fn open_engine(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<worker::Eng
     Ok(worker::Engine {
         pkg,
         builder,
-        media,
         pathways,
         mode,
         masked_rows: opts.masked_rows,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::api::{ApiError, Chat, Edges, OptionProb, Prediction, Timings, VideoQa, VideoQaAnswer};
-use super::media::Media;
+use super::media::VideoSource;
 use super::metrics::Metrics;
 use crate::answer::SampleInputs;
 use crate::error::Error;
@@ -32,10 +32,12 @@ pub struct Job {
 pub enum Work {
     VideoQa {
         req: VideoQa,
+        video: VideoSource,
         reply: oneshot::Sender<Result<VideoQaAnswer, ApiError>>,
     },
     Chat {
         req: Chat,
+        video: VideoSource,
         events: mpsc::UnboundedSender<ChatEvent>,
     },
 }
@@ -61,7 +63,6 @@ pub enum ChatEvent {
 pub struct Engine {
     pub pkg: Package,
     pub builder: PromptBuilder,
-    pub media: Media,
     /// Pathways applied to every request (`None`: full attention).
     pub pathways: Option<PathwayConfig>,
     pub mode: EvalMode,
@@ -78,19 +79,19 @@ impl Engine {
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let late = Instant::now() > job.deadline;
             match job.work {
-                Work::VideoQa { req, reply } => {
+                Work::VideoQa { req, video, reply } => {
                     let out = if late {
                         Err(deadline_passed())
                     } else {
-                        self.videoqa(&job.id, job.received, job.deadline, &req)
+                        self.videoqa(&job.id, job.received, job.deadline, &req, &video)
                     };
                     let _ = reply.send(out);
                 }
-                Work::Chat { req, events } => {
+                Work::Chat { req, video, events } => {
                     if late {
                         let _ = events.send(ChatEvent::Error(deadline_passed()));
                     } else {
-                        self.chat(&req, job.deadline, &events);
+                        self.chat(&req, &video, job.deadline, &events);
                     }
                 }
             }
@@ -104,6 +105,7 @@ impl Engine {
         received: Instant,
         deadline: Instant,
         req: &VideoQa,
+        source: &VideoSource,
     ) -> Result<VideoQaAnswer, ApiError> {
         let started = Instant::now();
         let opts: Vec<&str> = req.options.iter().map(String::as_str).collect();
@@ -111,7 +113,6 @@ impl Engine {
             .builder
             .layout(&req.question, &opts, req.answer)
             .map_err(|e| engine_error(e, "question", &req.video))?;
-        let source = self.media.resolve(&req.video, "video")?;
         let window = crate::answer::window(req.start, req.end);
         let inputs = self.load(source.path(), window, layout, &req.video, "video")?;
         if Instant::now() > deadline {
@@ -176,8 +177,14 @@ impl Engine {
         })
     }
 
-    fn chat(&self, req: &Chat, deadline: Instant, events: &mpsc::UnboundedSender<ChatEvent>) {
-        let result = self.chat_inner(req, deadline, events);
+    fn chat(
+        &self,
+        req: &Chat,
+        source: &VideoSource,
+        deadline: Instant,
+        events: &mpsc::UnboundedSender<ChatEvent>,
+    ) {
+        let result = self.chat_inner(req, source, deadline, events);
         if let Err(e) = result {
             let _ = events.send(ChatEvent::Error(e));
         }
@@ -186,6 +193,7 @@ impl Engine {
     fn chat_inner(
         &self,
         req: &Chat,
+        source: &VideoSource,
         deadline: Instant,
         events: &mpsc::UnboundedSender<ChatEvent>,
     ) -> Result<(), ApiError> {
@@ -194,7 +202,6 @@ impl Engine {
             .builder
             .layout_open(&req.question, req.system.as_deref())
             .map_err(|e| engine_error(e, "messages", &req.video))?;
-        let source = self.media.resolve(&req.video, at)?;
         let inputs = self.load(source.path(), None, layout, &req.video, at)?;
         if Instant::now() > deadline {
             return Err(deadline_passed());
