@@ -64,8 +64,9 @@ fn settings() -> Settings {
 }
 
 /// The kinds of request in the mix, with their weights (out of 20).
-const KINDS: [(&str, u64); 8] = [
-    ("videoqa", 8),
+const KINDS: [(&str, u64); 9] = [
+    ("videoqa", 7),
+    ("videoqa-upload", 1),
     ("chat", 2),
     ("chat-stream", 1),
     ("bad-json", 2),
@@ -90,7 +91,7 @@ fn pick(n: u64) -> &'static str {
     unreachable!()
 }
 
-fn send(addr: SocketAddr, kind: &str) -> std::io::Result<client::Response> {
+fn send(addr: SocketAddr, kind: &str, upload: &str) -> std::io::Result<client::Response> {
     let qa = json!({"video": "clip.mp4", "question": "What appears first?",
                     "options": ["A red square", "A blue circle", "Nothing"]});
     let chat = |stream: bool| {
@@ -101,6 +102,11 @@ fn send(addr: SocketAddr, kind: &str) -> std::io::Result<client::Response> {
     let post = |path: &str, v: &Value| client::post_json(addr, path, v, TIMEOUT);
     match kind {
         "videoqa" => post("/v1/videoqa", &qa),
+        "videoqa-upload" => {
+            let mut v = qa.clone();
+            v["video"] = json!(upload);
+            post("/v1/videoqa", &v)
+        }
         "chat" => post("/v1/chat/completions", &chat(false)),
         "chat-stream" => post("/v1/chat/completions", &chat(true)),
         "bad-json" => client::request(
@@ -201,6 +207,15 @@ fn main() {
     let pid = child.id();
     let rss_start = rss_kib(pid);
 
+    // The clip's bytes as a data: URL, for uploads.
+    let upload = {
+        use base64::Engine as _;
+        let bytes = std::fs::read(root.join("clip.mp4")).unwrap();
+        Arc::new(format!(
+            "data:video/mp4;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ))
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let rss_at_100 = Arc::new(Mutex::new(0u64));
@@ -219,6 +234,7 @@ fn main() {
                 Arc::clone(&rss_at_100),
             );
             let limit = s.requests;
+            let upload = upload.clone();
             std::thread::spawn(move || loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= limit || Instant::now() >= until {
@@ -226,7 +242,7 @@ fn main() {
                 }
                 let kind = pick(n as u64);
                 let t = Instant::now();
-                let status = send(addr, kind).map(|r| r.status).unwrap_or(0);
+                let status = send(addr, kind, &upload).map(|r| r.status).unwrap_or(0);
                 let secs = t.elapsed().as_secs_f64();
                 results.lock().unwrap().push((kind, status, secs));
                 if done.fetch_add(1, Ordering::Relaxed) + 1 == 100 {

@@ -4732,6 +4732,204 @@ fn answer_refuses_bad_questions_videos_and_lists() {
     run_table("answer", cases);
 }
 
+#[test]
+fn answer_generate_and_serve_refuse_bad_flags() {
+    let s = Scratch::new();
+    let v = Videos::make(&s);
+    let t = tiny();
+    let gen = |extra: Vec<OsString>| {
+        with_defaults(
+            args!["answer", "--model", &t, "--video", &v.good],
+            extra,
+            &[("--question", QUESTION), ("--threads", "1")],
+        )
+    };
+    let closed = s.file(
+        "closed.yaml",
+        "name: closed\nnum_layers: 4\nrules:\n  - {source: system, target: last, blocked: all}\n  \
+         - {source: video, target: last, blocked: all}\n  - {source: question, target: last, blocked: all}\n  \
+         - {source: template, target: last, blocked: all}\n  - {source: last, target: last, blocked: all}\n",
+    );
+    let list = v.list("gen-list", to_text(&json!([list_record(|_| {})])));
+    let mut cases = Vec::new();
+    for (name, code, extra, says) in [
+        (
+            "--generate 0",
+            1,
+            args!["--generate", "0"],
+            kw!["--generate 0: expected the most tokens to generate, at least 1"],
+        ),
+        (
+            "--generate with options",
+            1,
+            args!["--generate", "4", "--option", "a", "--option", "b"],
+            kw!["--generate answers in the model's own words: give no --option (got 2)"],
+        ),
+        (
+            "--generate past max_positions",
+            1,
+            args!["--generate", "1000"],
+            kw![
+                "--generate 1000",
+                "max_tokens 1000",
+                "(model.yaml max_positions)"
+            ],
+        ),
+        (
+            "--temperature negative",
+            1,
+            args!["--generate", "4", "--temperature=-1"],
+            kw!["temperature -1: expected a number from 0 (greedy) to 100"],
+        ),
+        (
+            "--top-p 0",
+            1,
+            args!["--generate", "4", "--top-p", "0"],
+            kw!["top_p 0: expected a number in (0, 1]"],
+        ),
+        (
+            "--top-p above 1",
+            1,
+            args!["--generate", "4", "--top-p", "1.5"],
+            kw!["top_p 1.5"],
+        ),
+        (
+            "--masked-rows unknown",
+            1,
+            args!["--generate", "4", "--masked-rows", "sideways"],
+            kw!["unknown masked-rows policy \"sideways\""],
+        ),
+        (
+            "--pathways absent",
+            1,
+            args![
+                "--generate",
+                "4",
+                "--pathways",
+                s.root().join("absent.yaml")
+            ],
+            kw!["absent.yaml"],
+        ),
+        (
+            "--pathways leaving last without a key",
+            1,
+            args!["--generate", "4", "--pathways", &closed],
+            kw!["closed.yaml", "without an open key", "zero"],
+        ),
+        (
+            "--temperature without --generate",
+            2,
+            args!["--temperature", "1", "--option", "a", "--option", "b"],
+            kw!["--generate"],
+        ),
+        (
+            "--generate with --samples",
+            2,
+            args!["--generate", "4", "--samples", &list],
+            kw!["cannot be used with"],
+        ),
+    ] {
+        cases.push(case(format!("answer {name}"), code, says, gen(extra)));
+    }
+
+    let serve = |extra: Vec<OsString>| {
+        let mut a = args![
+            "serve",
+            "--model",
+            &t,
+            "--bind",
+            "127.0.0.1:0",
+            "--threads",
+            "1"
+        ];
+        a.extend(extra);
+        a
+    };
+    // A port that is taken for the whole battery.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let a_file = s.file("root-file.txt", "not a folder");
+    for (name, code, a, says) in [
+        (
+            "--model absent",
+            1,
+            args![
+                "serve",
+                "--model",
+                s.root().join("absent-package"),
+                "--bind",
+                "127.0.0.1:0"
+            ],
+            kw!["absent-package", "model package directory not found"],
+        ),
+        (
+            "--bind not an address",
+            2,
+            args!["serve", "--model", &t, "--bind", "localhost"],
+            kw!["invalid value 'localhost' for '--bind <BIND>'"],
+        ),
+        (
+            "--bind a taken port",
+            1,
+            args!["serve", "--model", &t, "--bind", &port, "--threads", "1"],
+            kw![format!("--bind {port}"), "in use"],
+        ),
+        (
+            "--deadline 0",
+            1,
+            serve(args!["--deadline", "0"]),
+            kw!["--deadline 0: expected a positive number of seconds"],
+        ),
+        (
+            "--queue 0",
+            1,
+            serve(args!["--queue", "0"]),
+            kw!["--queue, --max-body-mb and --max-tokens must be at least 1"],
+        ),
+        (
+            "--video-root absent",
+            1,
+            serve(args!["--video-root", s.root().join("no-root")]),
+            kw!["--video-root", "no-root", "expected an existing folder"],
+        ),
+        (
+            "--video-root a file",
+            1,
+            serve(args!["--video-root", &a_file]),
+            kw!["root-file.txt", "not a folder"],
+        ),
+        (
+            "--pathways for 32 layers",
+            1,
+            serve(args![
+                "--pathways",
+                repo("configs/pathways/llava-next-7b-video-ft.yaml")
+            ]),
+            kw![
+                "llava-next-7b-video-ft.yaml",
+                "written for 32 layers",
+                "--scale"
+            ],
+        ),
+        (
+            "--pathways absent",
+            1,
+            serve(args!["--pathways", s.root().join("absent.yaml")]),
+            kw!["absent.yaml"],
+        ),
+        (
+            "--masked-rows unknown",
+            1,
+            serve(args!["--masked-rows", "sideways"]),
+            kw!["unknown masked-rows policy"],
+        ),
+    ] {
+        cases.push(case(format!("serve {name}"), code, says, a));
+    }
+    run_table("answer --generate and serve", cases);
+    drop(taken);
+}
+
 // =============================================================================================
 // bench
 

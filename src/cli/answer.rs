@@ -190,6 +190,9 @@ fn run_generate(
 ) -> anyhow::Result<()> {
     let video = args.video.clone().expect("clap requires --video");
     let question = args.question.clone().expect("clap requires --question");
+    if max_tokens == 0 {
+        bail!("--generate 0: expected the most tokens to generate, at least 1");
+    }
     if !args.options.is_empty() {
         bail!(
             "--generate answers in the model's own words: give no --option (got {})",
@@ -229,7 +232,8 @@ fn run_generate(
         frame_indices: input.sampled.indices.clone(),
         layout,
     };
-    let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)?;
+    let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)
+        .with_context(|| format!("--generate {max_tokens}"))?;
     let text = vidflow::generate::decode_text(builder.tokenizer(), &out.tokens)?;
     let mut w = std::io::stdout().lock();
     if args.json {
