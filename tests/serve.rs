@@ -399,7 +399,10 @@ fn bad_input_is_a_4xx_naming_the_field_and_the_server_carries_on() {
         client::request(server.addr, "POST", "/v1/videoqa", ct, body, T).unwrap()
     };
     let r = raw(Some("application/json"), b"{\"video\": ");
-    assert_eq!(r.status, 400);
+    assert_eq!(
+        (r.status, r.json()["error"]["param"].as_str()),
+        (400, Some("body"))
+    );
     assert!(r.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -411,9 +414,10 @@ fn bad_input_is_a_4xx_naming_the_field_and_the_server_carries_on() {
     );
     let big = json!({"video": format!("data:video/mp4;base64,{}", "A".repeat(2 << 20)),
                      "question": "Q?", "options": ["a", "b"]});
+    let r = raw(Some("application/json"), big.to_string().as_bytes());
     assert_eq!(
-        raw(Some("application/json"), big.to_string().as_bytes()).status,
-        413
+        (r.status, r.json()["error"]["param"].as_str()),
+        (413, Some("body"))
     );
     let r = client::get(server.addr, "/v1/videoqa", T).unwrap();
     assert_eq!(r.status, 405);

@@ -96,7 +96,7 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             400,
-            None,
+            Some("body"),
             format!("the request body is not valid JSON: {e}"),
         )
     })?;
@@ -668,7 +668,7 @@ mod tests {
         );
         assert_eq!(qa(with("answer", "y".into())).unwrap().answer, Some(1));
         let e = VideoQa::parse(b"{not json", &LIMITS).unwrap_err();
-        assert_eq!((e.status, e.param), (400, None));
+        assert_eq!((e.status, e.param.as_deref()), (400, Some("body")));
         assert!(e.message.contains("not valid JSON"));
     }
 

@@ -140,7 +140,7 @@ async fn json_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
         .map_err(|_| {
             ApiError::new(
                 413,
-                None,
+                Some("body"),
                 format!(
                     "the request body is over this server's limit of {} bytes (upload a shorter \
                      video or start the server with a larger --max-body-mb)",
