@@ -159,6 +159,7 @@ pub fn forward_until(pkg: &Package, spec: ForwardSpec<'_>, end: usize) -> Result
         }
     };
     let mut masks = MaskCache::new(spec.masks, spec.masked_rows);
+    masks.prepare(pkg, spec.start_layer..num_layers)?;
 
     let mut hidden_states = Vec::new();
     let mut kv_out = Vec::new();

@@ -69,32 +69,10 @@ impl<'a> Masks<'a> {
     }
 }
 
-/// For each layer, the first layer whose blocked edges are the same (compared by digest).
+/// For each layer, the index of its stored mask: layers with equal indices share one mask (a
+/// schedule stores each distinct mask once), so they share one upload.
 pub(crate) fn schedule_keys(schedule: &MaskSchedule) -> Vec<usize> {
-    let mut first: HashMap<[u8; 32], usize> = HashMap::new();
-    schedule
-        .layers()
-        .enumerate()
-        .map(|(l, m)| {
-            let mut h = blake3::Hasher::new();
-            for d in m.blocked().shape() {
-                h.update(&(*d as u64).to_le_bytes());
-            }
-            let blocked = m.blocked().as_standard_layout();
-            let flags = blocked.as_slice().expect("standard layout");
-            // SAFETY: a `bool` is one byte holding 0 or 1, so a slice of them reads as bytes;
-            // hashing them in place spares a copy per layer (S x S bytes each).
-            let bytes =
-                unsafe { std::slice::from_raw_parts(flags.as_ptr().cast::<u8>(), flags.len()) };
-            h.update(bytes);
-            for list in [m.queries(), m.keys()] {
-                for p in list {
-                    h.update(&(*p as u64).to_le_bytes());
-                }
-            }
-            *first.entry(*h.finalize().as_bytes()).or_insert(l)
-        })
-        .collect()
+    schedule.mask_ids().to_vec()
 }
 
 /// The uploaded masks of one forward, by key.
@@ -111,6 +89,16 @@ impl<'m, 'a> MaskCache<'m, 'a> {
             masked_rows,
             uploaded: HashMap::new(),
         }
+    }
+
+    /// Builds and uploads the masks of `layers` now. A forward calls it before its first layer:
+    /// host work between two ONNX Runtime calls lets the runtime's worker threads fall asleep,
+    /// and the layers then wait for them to wake.
+    pub(crate) fn prepare(&mut self, pkg: &Package, layers: std::ops::Range<usize>) -> Result<()> {
+        for l in layers {
+            self.layer(pkg, l)?;
+        }
+        Ok(())
     }
 
     /// Layer `l`'s mask, uploaded on first use of its key.

@@ -194,32 +194,35 @@ fn run_plan_from(
         let from = rows.partition_point(|&r| r < start);
         rows[from..].to_vec()
     };
-    // Layers whose row sets are equal share rotary rows; equal (rows, mask) share a mask.
-    let mut row_sets: Vec<(Vec<usize>, Rotary)> = Vec::new();
+    // Everything the host prepares is prepared before the first layer runs: host work between
+    // two ONNX Runtime calls lets its worker threads fall asleep, and waking them costs more.
+    // Per layer: the gather that drops rows (if any), its row set (layers with equal rows share
+    // rotary rows) and its mask (equal rows and mask, one upload).
+    struct Step {
+        gather: Option<Vec<usize>>,
+        set: usize,
+        mask: (usize, usize),
+    }
+    let mut row_sets: Vec<(Vec<usize>, Option<Rotary>)> = Vec::new();
     let mut masks: HashMap<(usize, usize), LayerMask> = HashMap::new();
+    let mut steps = Vec::with_capacity(plan.layers.len());
     let mut have: Vec<usize> = (start..plan.seq_len).collect();
-    let mut hidden: Option<Tensor> = None;
     for (l, lp) in plan.layers.iter().enumerate() {
         let rows = own(&lp.rows);
-        let input = hidden.as_ref().unwrap_or(embeds);
-        let gathered = if rows != have {
-            let idx = indices_in(&have, &rows, &format!("layer {l}"))?;
-            Some(data.gather(input, 1, &idx)?)
+        let gather = if rows != have {
+            Some(indices_in(&have, &rows, &format!("layer {l}"))?)
         } else {
             None
         };
-        let input = gathered.as_ref().unwrap_or(input);
         let set = match row_sets.iter().position(|(r, _)| *r == rows) {
             Some(i) => i,
             None => {
+                // All rows: the caller's tables as they are.
                 let rot = if rows.len() == plan.seq_len - start {
-                    Rotary {
-                        cos: data.copy(&rotary.cos)?,
-                        sin: data.copy(&rotary.sin)?,
-                    }
+                    None
                 } else {
                     let local: Vec<usize> = rows.iter().map(|r| r - start).collect();
-                    rotary.rows(pkg, &local)?
+                    Some(rotary.rows(pkg, &local)?)
                 };
                 row_sets.push((rows.clone(), rot));
                 row_sets.len() - 1
@@ -234,7 +237,22 @@ fn run_plan_from(
             };
             e.insert(LayerMask::upload_owned(pkg, host, MaskedRows::Uniform)?);
         }
-        let rot = &row_sets[set].1;
+        steps.push(Step {
+            gather,
+            set,
+            mask: key,
+        });
+        have = rows;
+    }
+    let mut hidden: Option<Tensor> = None;
+    for (l, step) in steps.iter().enumerate() {
+        let input = hidden.as_ref().unwrap_or(embeds);
+        let gathered = match &step.gather {
+            Some(idx) => Some(data.gather(input, 1, idx)?),
+            None => None,
+        };
+        let input = gathered.as_ref().unwrap_or(input);
+        let rot = row_sets[step.set].1.as_ref().unwrap_or(rotary);
         let (pk, pv) = match prefix {
             Some(p) => (&p.kv[l].key, &p.kv[l].value),
             None => {
@@ -242,7 +260,7 @@ fn run_plan_from(
                 (z, z)
             }
         };
-        let step = run_layer(
+        let out = run_layer(
             pkg,
             l,
             input,
@@ -250,11 +268,10 @@ fn run_plan_from(
             &rot.sin,
             pk,
             pv,
-            &masks[&key],
+            &masks[&step.mask],
             false,
         )?;
-        hidden = Some(step.hidden);
-        have = rows;
+        hidden = Some(out.hidden);
     }
     let last = hidden.as_ref().unwrap_or(embeds);
     let idx = indices_in(&have, &plan.outputs, "the output")?;

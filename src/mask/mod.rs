@@ -98,6 +98,24 @@ pub struct EdgeMask {
     blocked: Array3<bool>,
 }
 
+/// Where each of `wanted` sits in `positions` (absent ones left out). Masks over `0..S` in
+/// order (every schedule's) map positions to themselves, found without a lookup table: masks are
+/// blocked rule by rule on every run.
+fn indices(positions: &[usize], wanted: &[usize]) -> Vec<usize> {
+    if positions.iter().enumerate().all(|(i, &p)| i == p) {
+        return wanted
+            .iter()
+            .copied()
+            .filter(|&p| p < positions.len())
+            .collect();
+    }
+    let idx = index_of(positions);
+    wanted
+        .iter()
+        .filter_map(|&p| idx.get(p).copied().flatten())
+        .collect()
+}
+
 fn index_of(positions: &[usize]) -> Vec<Option<usize>> {
     let max = positions.iter().copied().max().map_or(0, |m| m + 1);
     let mut idx = vec![None; max];
@@ -111,9 +129,16 @@ impl EdgeMask {
     /// The causal mask of `batch` identical rows: queries at `queries`, keys at `keys` (for an
     /// extend call: the past rows' positions, then the computed rows' positions).
     pub fn causal(batch: usize, queries: &[usize], keys: &[usize]) -> EdgeMask {
-        let blocked = Array3::from_shape_fn((batch, queries.len(), keys.len()), |(_, q, k)| {
-            keys[k] > queries[q]
-        });
+        // Row by row over a flat buffer: masks are built on every run, and an indexed
+        // `from_shape_fn` costs several times more.
+        let mut flat = Vec::with_capacity(batch * queries.len() * keys.len());
+        for _ in 0..batch {
+            for &q in queries {
+                flat.extend(keys.iter().map(|&k| k > q));
+            }
+        }
+        let blocked = Array3::from_shape_vec((batch, queries.len(), keys.len()), flat)
+            .expect("batch x queries x keys flags");
         EdgeMask {
             queries: queries.to_vec(),
             keys: keys.to_vec(),
@@ -155,20 +180,15 @@ impl EdgeMask {
             }
             None => (0..self.batch()).collect(),
         };
-        let qi = index_of(&self.queries);
-        let ki = index_of(&self.keys);
-        let rows: Vec<usize> = targets
-            .iter()
-            .filter_map(|&p| qi.get(p).copied().flatten())
-            .collect();
-        let cols: Vec<usize> = sources
-            .iter()
-            .filter_map(|&p| ki.get(p).copied().flatten())
-            .collect();
+        let rows = indices(&self.queries, targets);
+        let cols = indices(&self.keys, sources);
         for &bb in &batches {
+            let mut m = self.blocked.index_axis_mut(Axis(0), bb);
             for &r in &rows {
+                let mut row = m.index_axis_mut(Axis(0), r);
+                let row = row.as_slice_mut().expect("rows of a standard-layout mask");
                 for &c in &cols {
-                    self.blocked[[bb, r, c]] = true;
+                    row[c] = true;
                 }
             }
         }
@@ -177,16 +197,29 @@ impl EdgeMask {
 
     /// `[B,1,Q,K]` additive mask: 0 for open edges, [`BLOCKED`] for blocked ones.
     pub fn additive(&self) -> Array4<f32> {
-        self.blocked
-            .mapv(|x| if x { BLOCKED } else { 0.0 })
-            .insert_axis(Axis(1))
+        let (b, q, k) = self.blocked.dim();
+        let flags = self.blocked.as_standard_layout();
+        let values: Vec<f32> = flags
+            .as_slice()
+            .expect("standard layout")
+            .iter()
+            .map(|&x| if x { BLOCKED } else { 0.0 })
+            .collect();
+        Array4::from_shape_vec((b, 1, q, k), values).expect("b x 1 x q x k values")
     }
 
     /// Open edges per batch entry.
     pub fn open_edges(&self) -> Vec<usize> {
-        self.blocked
-            .outer_iter()
-            .map(|m| m.iter().filter(|&&x| !x).count())
+        let per_entry = self.queries.len() * self.keys.len();
+        let flags = self.blocked.as_standard_layout();
+        let flags = flags.as_slice().expect("standard layout");
+        if per_entry == 0 {
+            return vec![0; self.batch()];
+        }
+        // Over the flat flags: counted on every run, and ndarray's element iterator is slower.
+        flags
+            .chunks_exact(per_entry)
+            .map(|m| m.iter().map(|&x| usize::from(!x)).sum())
             .collect()
     }
 

@@ -40,14 +40,33 @@ impl MaskSchedule {
                 )));
             }
         }
-        let open = layers.iter().map(|m| m.open_edges()[0]).collect();
+        // Equal masks are stored once, so that the layers sharing one share its upload.
+        let mut masks: Vec<EdgeMask> = Vec::new();
+        let mut layer_mask = Vec::with_capacity(layers.len());
+        let mut open = Vec::with_capacity(layers.len());
+        for m in layers {
+            open.push(m.open_edges()[0]);
+            match masks.iter().position(|kept| *kept == m) {
+                Some(i) => layer_mask.push(i),
+                None => {
+                    layer_mask.push(masks.len());
+                    masks.push(m);
+                }
+            }
+        }
         Ok(MaskSchedule {
             seq_len,
-            model_layers: layers.len(),
-            layer_mask: (0..layers.len()).collect(),
-            masks: layers,
+            model_layers: layer_mask.len(),
+            layer_mask,
+            masks,
             open,
         })
+    }
+
+    /// For each layer, the index of its stored mask: equal indices, one mask. Builders store each
+    /// distinct mask once ([`MaskSchedule::new`] compares them; configs share by rule signature).
+    pub fn mask_ids(&self) -> &[usize] {
+        &self.layer_mask
     }
 
     /// For builders that know which layers share a mask and each mask's open-edge count.

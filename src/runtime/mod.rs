@@ -116,7 +116,8 @@ pub fn environment(requested: Option<&Path>, threads: usize) -> Result<&'static 
             GlobalThreadPoolOptions::default()
                 .with_intra_threads(threads)?
                 .with_inter_threads(1)?
-                .with_spin_control(false)
+                .with_spin_control(false)?
+                .with_flush_to_zero()
         };
         let pool =
             pool().map_err(|e| format!("cannot configure ONNX Runtime's thread pool: {e}"))?;
@@ -154,6 +155,8 @@ pub(crate) fn session_builder(opts: &RuntimeOptions, what: &str) -> Result<Sessi
     let mut builder = Session::builder(env)
         .map_err(ctx)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| ctx(e.into()))?
+        .with_flush_to_zero()
         .map_err(|e| ctx(e.into()))?;
     let providers = providers::dispatch(opts)?;
     if !providers.is_empty() {
