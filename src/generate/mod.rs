@@ -234,22 +234,8 @@ fn prefill(
             Masks::same(&causal)
         }
     };
-    let out = engine::forward_until(
-        pkg,
-        ForwardSpec {
-            start_layer: 0,
-            hidden: &embeds,
-            rotary: &rotary,
-            past: past.as_ref().map(|pr| pr.kv.as_slice()),
-            masks: &masks,
-            masked_rows,
-            keep: Keep {
-                kv: true,
-                ..Keep::default()
-            },
-        },
-        layers,
-    )?;
+    let past_kv = past.as_ref().map(|pr| pr.kv.as_slice());
+    let out = rows_with_kv(pkg, &embeds, &rotary, past_kv, &masks, masked_rows, layers)?;
     let logits = last_logits(pkg, &out.last_row(pkg)?)?;
     let kv = match &past {
         Some(prefix) => prefix
@@ -287,20 +273,13 @@ fn step(
             Masks::same(&open)
         }
     };
-    let out = engine::forward_until(
+    let out = rows_with_kv(
         pkg,
-        ForwardSpec {
-            start_layer: 0,
-            hidden: &hidden,
-            rotary: &rotary,
-            past: Some(kv.as_slice()),
-            masks: &masks,
-            masked_rows,
-            keep: Keep {
-                kv: true,
-                ..Keep::default()
-            },
-        },
+        &hidden,
+        &rotary,
+        Some(kv.as_slice()),
+        &masks,
+        masked_rows,
         layers,
     )?;
     let logits = last_logits(pkg, &out.final_hidden)?;
@@ -308,6 +287,34 @@ fn step(
         *cache = append(pkg, cache, new)?;
     }
     Ok(logits)
+}
+
+/// Rows `hidden` through layers `0..layers` after `past`, keeping their K/V.
+fn rows_with_kv(
+    pkg: &Package,
+    hidden: &Tensor,
+    rotary: &engine::Rotary,
+    past: Option<&[LayerKv]>,
+    masks: &Masks<'_>,
+    masked_rows: MaskedRows,
+    layers: usize,
+) -> Result<engine::ForwardOutput> {
+    engine::forward_until(
+        pkg,
+        ForwardSpec {
+            start_layer: 0,
+            hidden,
+            rotary,
+            past,
+            masks,
+            masked_rows,
+            keep: Keep {
+                kv: true,
+                ..Keep::default()
+            },
+        },
+        layers,
+    )
 }
 
 fn append(pkg: &Package, a: &LayerKv, b: &LayerKv) -> Result<LayerKv> {

@@ -59,16 +59,7 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
             spec.option_labels.join(", ")
         )));
     }
-    if spec.video_placeholder.is_empty() {
-        return Err(Error::Prompt(
-            "prompt.video_placeholder is empty; it must be the text of the video token".into(),
-        ));
-    }
-    if question.trim().is_empty() {
-        return Err(Error::Prompt(format!(
-            "the question text {question:?} is empty; there is no question span to mark"
-        )));
-    }
+    check_video_and_question(spec, question)?;
     for (j, opt) in options.iter().enumerate() {
         if opt.trim().is_empty() {
             return Err(Error::Prompt(format!(
@@ -127,16 +118,7 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
 /// (`question_prefix`, options, `instruction`, `answer_prefix`) are left out, so the model answers
 /// in its own words after the assistant prefix; the question block is the question alone.
 pub fn render_open(spec: &PromptSpec, question: &str) -> Result<RenderedPrompt> {
-    if spec.video_placeholder.is_empty() {
-        return Err(Error::Prompt(
-            "prompt.video_placeholder is empty; it must be the text of the video token".into(),
-        ));
-    }
-    if question.trim().is_empty() {
-        return Err(Error::Prompt(format!(
-            "the question text {question:?} is empty; there is no question span to mark"
-        )));
-    }
+    check_video_and_question(spec, question)?;
     let mut text = String::new();
     text.push_str(&spec.system);
     text.push_str(&spec.user_prefix);
@@ -151,6 +133,21 @@ pub fn render_open(spec: &PromptSpec, question: &str) -> Result<RenderedPrompt> 
         question_text,
         options: Vec::new(),
     })
+}
+
+/// What every prompt needs: a video placeholder, and a question whose span can be marked.
+fn check_video_and_question(spec: &PromptSpec, question: &str) -> Result<()> {
+    if spec.video_placeholder.is_empty() {
+        return Err(Error::Prompt(
+            "prompt.video_placeholder is empty; it must be the text of the video token".into(),
+        ));
+    }
+    if question.trim().is_empty() {
+        return Err(Error::Prompt(format!(
+            "the question text {question:?} is empty; there is no question span to mark"
+        )));
+    }
+    Ok(())
 }
 
 fn push(text: &mut String, part: &str) -> Range<usize> {
