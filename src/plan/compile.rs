@@ -63,20 +63,26 @@ impl Plan {
             let blocked = schedule.layer(l).blocked().as_standard_layout();
             let blocked = blocked.as_slice().expect("standard layout");
             let mut read = vec![false; s];
+            // Keys no needed row has read yet: after the first rows (mostly open masks) few are
+            // left, so each further row checks only those, not its whole row. Plans are compiled
+            // on every run, and this loop was most of the compile time.
+            let mut unread: Vec<usize> = (0..s).collect();
             let mut without_key = 0;
-            for &q in &needed {
+            // Latest rows first: they read the most keys.
+            for &q in needed.iter().rev() {
                 // Causal keys of row q: 0..=q.
                 let row = &blocked[q * s..q * s + q + 1];
-                // Branch-free so that it vectorises: this loop is most of the compile time.
-                let mut open_keys = 0usize;
-                for (r, &b) in read.iter_mut().zip(row) {
-                    *r |= !b;
-                    open_keys += usize::from(!b);
-                }
-                if open_keys == 0 {
+                if row.iter().all(|&b| b) {
                     without_key += 1;
                     read.iter_mut().for_each(|r| *r = true);
+                    unread.clear();
+                    continue;
                 }
+                unread.retain(|&k| {
+                    let open = k <= q && !row[k];
+                    read[k] |= open;
+                    !open
+                });
             }
             let keys_read = read.iter().filter(|&&r| r).count();
             for &q in &needed {
