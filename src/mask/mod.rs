@@ -98,6 +98,18 @@ pub struct EdgeMask {
     blocked: Array3<bool>,
 }
 
+/// `idx` as half-open runs of consecutive values, in order.
+fn runs_of(idx: &[usize]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &i in idx {
+        match runs.last_mut() {
+            Some((_, end)) if *end == i => *end += 1,
+            _ => runs.push((i, i + 1)),
+        }
+    }
+    runs
+}
+
 /// How many flags are set, summed in 32-bit lanes (wide enough for any chunk here, and twice as
 /// many lanes per vector as `usize`).
 fn count_true(flags: &[bool]) -> usize {
@@ -190,14 +202,15 @@ impl EdgeMask {
             None => (0..self.batch()).collect(),
         };
         let rows = indices(&self.queries, targets);
-        let cols = indices(&self.keys, sources);
+        // Groups are mostly spans of consecutive positions: fill runs, not single flags.
+        let runs = runs_of(&indices(&self.keys, sources));
         for &bb in &batches {
             let mut m = self.blocked.index_axis_mut(Axis(0), bb);
             for &r in &rows {
                 let mut row = m.index_axis_mut(Axis(0), r);
                 let row = row.as_slice_mut().expect("rows of a standard-layout mask");
-                for &c in &cols {
-                    row[c] = true;
+                for &(a, b) in &runs {
+                    row[a..b].fill(true);
                 }
             }
         }
