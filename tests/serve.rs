@@ -176,12 +176,7 @@ fn valid_requests_answer_what_the_library_answers() {
         sampling: Sampling::greedy(),
         pathways: None,
         masked_rows: MaskedRows::Uniform,
-        stop: pkg
-            .manifest
-            .special_tokens
-            .eos_token_id
-            .into_iter()
-            .collect(),
+        stop: vidflow::generate::stop_tokens(&pkg),
     };
     let gen = generate(&pkg, &gen_inputs, &spec, |_| true).unwrap();
     let text = decode_text(builder.tokenizer(), &gen.tokens).unwrap();

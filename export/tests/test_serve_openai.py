@@ -67,12 +67,12 @@ def _drain(stream) -> None:
 
 @pytest.fixture(scope="module")
 def video_root(tmp_path_factory) -> Path:
-    """base/root/clip.mp4 is served; base/outside.mp4 (the same clip) exists but lies outside the
-    root, as does what root/link.mp4 points to."""
+    """The clip is served from the folder `served` under a temporary base; `outside.mp4` in the base
+    (the same clip) exists but lies outside it, as does what `served`'s link.mp4 points to."""
     if shutil.which("ffmpeg") is None:
         pytest.fail("the ffmpeg CLI is needed to make the test clip (scripts/setup.sh installs it)")
     base = tmp_path_factory.mktemp("serve")
-    root = base / "root"
+    root = base / "served"
     root.mkdir()
     subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=8",

@@ -213,12 +213,7 @@ fn run_generate(
         },
         pathways: config.as_ref(),
         masked_rows: args.masked_rows.parse()?,
-        stop: pkg
-            .manifest
-            .special_tokens
-            .eos_token_id
-            .into_iter()
-            .collect(),
+        stop: vidflow::generate::stop_tokens(pkg),
     };
     let layout = builder.layout_open(&question, None)?;
     let input = load_video(

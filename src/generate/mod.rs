@@ -129,6 +129,15 @@ impl Schedule {
     }
 }
 
+/// The tokens that end an answer: the package's eos, when it has one.
+pub fn stop_tokens(pkg: &Package) -> Vec<i64> {
+    pkg.manifest
+        .special_tokens
+        .eos_token_id
+        .into_iter()
+        .collect()
+}
+
 /// Generates after `inputs`' prompt; `on_token` sees each token as it is chosen and returns
 /// `false` to stop (the run then ends as [`Finish::Cancelled`], the token kept).
 pub fn generate(

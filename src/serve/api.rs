@@ -258,7 +258,7 @@ impl VideoQa {
         let answer = match m.get("answer") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                Some(options.iter().position(|o| o == s).ok_or_else(|| {
+                Some(crate::answer::answer_index(&options, s).ok_or_else(|| {
                     ApiError::field("answer", format!("{s:?} is not one of the options"))
                 })?)
             }

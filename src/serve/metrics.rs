@@ -54,16 +54,6 @@ impl Metrics {
         *self.prefix.lock().expect("metrics") = stats;
     }
 
-    /// Requests counted for (route, status).
-    pub fn requests(&self, route: &str, status: u16) -> u64 {
-        self.requests
-            .lock()
-            .expect("metrics")
-            .get(&(route.to_string(), status))
-            .copied()
-            .unwrap_or(0)
-    }
-
     pub fn render(&self) -> String {
         let mut out = String::new();
         let w = &mut out;

@@ -14,7 +14,7 @@ use super::metrics::Metrics;
 use crate::answer::SampleInputs;
 use crate::error::Error;
 use crate::eval::EvalMode;
-use crate::generate::{decode_text, generate, Finish, GenerateSpec, Sampling};
+use crate::generate::{decode_text, generate, stop_tokens, Finish, GenerateSpec, Sampling};
 use crate::mask::MaskedRows;
 use crate::package::Package;
 use crate::pathway::PathwayConfig;
@@ -215,13 +215,7 @@ impl Engine {
             },
             pathways: self.pathways.as_ref(),
             masked_rows: self.masked_rows,
-            stop: self
-                .pkg
-                .manifest
-                .special_tokens
-                .eos_token_id
-                .into_iter()
-                .collect(),
+            stop: stop_tokens(&self.pkg),
         };
         let tokenizer = self.builder.tokenizer();
         let mut tokens = Vec::new();
