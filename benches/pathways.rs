@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ndarray::{Array2, Array3, Array4};
+use ndarray::{Array3, Array4};
 use vidflow::engine::{self, restricted_mask, LayerMask};
 use vidflow::package::Package;
 use vidflow::pathway::{PathwayConfig, RandomBlocking, SequenceGroups};
@@ -75,8 +75,9 @@ fn layer_step(c: &mut Criterion) {
         .expect("resolve");
     let plan = Plan::compile(&schedule);
     let last = m.num_layers - 1;
-    let positions = Array2::from_shape_fn((1, s), |(_, i)| i as i64);
-    let rotary = engine::rotary(&pkg, positions.view()).expect("rotary");
+    let positions = engine::Positions::new(&pkg.manifest, Some(layout.placeholder_index), s)
+        .expect("positions");
+    let rotary = engine::rotary(&pkg, &positions).expect("rotary");
     let hidden = Array3::from_shape_fn((1, s, m.hidden_size), |(_, i, j)| {
         ((i * 31 + j * 7) % 17) as f32 / 17.0 - 0.5
     });

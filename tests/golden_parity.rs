@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use ndarray::{s, Array2, Array3, Array4, ArrayView3, Axis, Ix2, Ix3, Ix4};
-use vidflow::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
+use vidflow::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Positions, Rotary};
 use vidflow::mask::{EdgeMask, MaskedRows};
 use vidflow::package::{Package, Projection};
 use vidflow::runtime::Tensor;
@@ -416,7 +416,8 @@ fn parity_checks_detect_wrong_rotary_kv_and_mask() {
     shifted
         .slice_mut(s![.., golden.meta.video_start..])
         .mapv_inplace(|p| p + 1);
-    let wrong_rot = engine::rotary(&pkg, shifted.view()).unwrap();
+    let wrong_rot =
+        engine::rotary(&pkg, &Positions::from_ids(shifted.into_dyn()).unwrap()).unwrap();
     assert!(
         err(&run_case(&pkg, &embeds, &wrong_rot, &masks, None)) > 10.0 * TOL,
         "shifted rotary went unnoticed"

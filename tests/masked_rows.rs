@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use ndarray::{s, Array2, Array3, Array4};
-use vidflow::engine::{self, LayerMask};
+use vidflow::engine::{self, LayerMask, Positions};
 use vidflow::mask::{MaskedRows, BLOCKED};
 use vidflow::package::Package;
 use vidflow::runtime::Upload;
@@ -31,9 +31,13 @@ fn layer(
 ) -> Host {
     let m = &pkg.manifest;
     let b = hidden.shape()[0];
-    let pos = Array2::from_shape_fn((b, positions.len()), |(_, i)| positions[i]);
-    let rot = engine::rotary(pkg, pos.view()).unwrap();
+    let pos = Array2::from_shape_fn((1, positions.len()), |(_, i)| positions[i]);
+    let rot = engine::rotary(pkg, &Positions::from_ids(pos.into_dyn()).unwrap()).unwrap();
     let data = pkg.data();
+    let rot = engine::Rotary {
+        cos: data.expand_batch(&rot.cos, b).unwrap(),
+        sin: data.expand_batch(&rot.sin, b).unwrap(),
+    };
     let no_past = Array4::<f32>::zeros((b, m.num_kv_heads, 0, m.head_dim));
     let no_past = data
         .upload(no_past.view().into_dyn(), Upload::State)

@@ -815,3 +815,57 @@ fn bench_command_times_every_mode_on_a_generated_video() {
     assert_eq!(modes[1]["argmax_token"], modes[2]["argmax_token"]);
     assert!(modes[1]["rows_computed"].as_u64() < modes[2]["rows_computed"].as_u64());
 }
+
+/// Every shape config in configs/models plans with a published pathway config: the layer count
+/// and video tokens come from the file, the text layout is the same default for all.
+#[test]
+fn plan_runs_on_every_shape_config() {
+    let dir = repo_path("configs/models");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let mut text_rows = None;
+    for file in &files {
+        let shape: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let n = |k: &str| shape[k].as_u64().unwrap() as usize;
+        let v = &shape["video"];
+        let video = ["num_frames", "grid_h", "grid_w"]
+            .iter()
+            .map(|k| v[*k].as_u64().unwrap() as usize)
+            .product::<usize>();
+        let name = file.file_name().unwrap().to_str().unwrap();
+        // The family's own published config where there is one, else the 7B one scaled.
+        let config = match name {
+            "mini-internvl-4b.yaml" => "configs/pathways/mini-internvl-4b-video-ft.yaml",
+            "videollama3-7b.yaml" => "configs/pathways/videollama3-7b.yaml",
+            "llava-next-13b.yaml" => "configs/pathways/llava-next-13b-video-ft.yaml",
+            _ => "configs/pathways/llava-next-7b-video-ft.yaml",
+        };
+        let (ok, out, err) = vidflow(&[
+            "plan",
+            "--shape",
+            file.to_str().unwrap(),
+            "--config",
+            config,
+            "--scale",
+            "--json",
+        ]);
+        assert!(ok, "{name}: {err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            r["layers"].as_array().unwrap().len(),
+            n("num_layers"),
+            "{name}"
+        );
+        let s = r["seq_len"].as_u64().unwrap() as usize;
+        let text = s - video;
+        assert_eq!(*text_rows.get_or_insert(text), text, "{name}: text rows");
+        let speedup = r["predicted_speedup"].as_f64().unwrap();
+        assert!(speedup > 1.0 && speedup < 2.0, "{name}: {speedup}");
+    }
+}

@@ -34,6 +34,7 @@ fn video_spec() -> VideoSpec {
         grid_h: GRID_H,
         grid_w: GRID_W,
         sampling: FrameSampling::SegmentMiddle,
+        frames_per_group: 1,
     }
 }
 

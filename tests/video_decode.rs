@@ -532,6 +532,7 @@ fn spec(mode: ResizeMode, filter: ResizeFilter, h: usize, w: usize) -> VideoSpec
         grid_h: 2,
         grid_w: 2,
         sampling: FrameSampling::SegmentMiddle,
+        frames_per_group: 1,
     }
 }
 

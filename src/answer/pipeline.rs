@@ -7,7 +7,9 @@ use ndarray::{Array1, Array2, Array4, Axis};
 
 use super::sample::Sample;
 use super::scores::{score_options, OptionScores};
-use crate::engine::{self, ForwardSpec, Keep, Masks, Prefix, PrefixInputs, PrefixMasks, Rotary};
+use crate::engine::{
+    self, ForwardSpec, Keep, Masks, Positions, Prefix, PrefixInputs, PrefixMasks, Rotary,
+};
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::manifest::VideoSpec;
@@ -54,8 +56,8 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Tensor, Rotary)> {
             layout.seq_len
         )));
     }
-    let positions = Array2::from_shape_fn((1, layout.seq_len), |(_, i)| i as i64);
-    let rotary = engine::rotary(pkg, positions.view())?;
+    let positions = Positions::of_layout(&pkg.manifest, layout)?;
+    let rotary = engine::rotary(pkg, &positions)?;
     Ok((embeds, rotary))
 }
 
@@ -107,8 +109,8 @@ pub fn split(
     let rest = &layout.input_ids[pi.ids.len()..];
     let ids = Array2::from_shape_vec((1, rest.len()), rest.to_vec()).expect("one row");
     let embeds = engine::embed_tokens(pkg, ids.view())?;
-    let positions = Array2::from_shape_fn((1, rest.len()), |(_, i)| (pi.len + i) as i64);
-    let rotary = engine::rotary(pkg, positions.view())?;
+    let positions = Positions::of_layout(&pkg.manifest, layout)?.range(pi.len..layout.seq_len);
+    let rotary = engine::rotary(pkg, &positions)?;
     Ok(Some(Split {
         prefix,
         embeds,

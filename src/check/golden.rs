@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use super::{failed, skipped, CheckResult, Diff};
-use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Rotary};
+use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Positions, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
@@ -163,7 +163,6 @@ fn inputs(
 ) -> Result<Inputs> {
     let pixels = dim::<Ix4, _>(files.f32("pixel_values")?, "pixel_values")?;
     let ids = dim::<Ix2, _>(files.i64("input_ids")?, "input_ids")?;
-    let positions = dim::<Ix2, _>(files.i64("position_ids")?, "position_ids")?;
 
     let video = engine::encode_video(pkg, pixels.view())?;
     let want = dim::<Ix2, _>(files.f32("video_embeds")?, "video_embeds")?;
@@ -186,7 +185,27 @@ fn inputs(
     d.arrays(embeds_host.view(), want.view(), "spliced embeddings")?;
     out.push(d.result(GROUP, "embed graph + splice: input embeddings".into(), tol));
 
-    let rotary = engine::rotary(pkg, positions.view())?;
+    // The family's position rule, applied by vidflow, must give PyTorch's position ids exactly;
+    // the rotary tables (and every layer after) then run on vidflow's own positions.
+    let want = Positions::from_ids(files.i64("position_ids")?)?;
+    let positions = Positions::new(&pkg.manifest, Some(at), embeds.dim(1))?;
+    if positions.ids().dim() != want.ids().dim() {
+        return Err(Error::Input(format!(
+            "vidflow's position ids are {:?} (axes, rows), PyTorch's {:?}",
+            positions.ids().dim(),
+            want.ids().dim()
+        )));
+    }
+    let mut d = Diff::default();
+    for (&a, &b) in positions.ids().iter().zip(want.ids().iter()) {
+        d.add(a as f64, b as f64);
+    }
+    let name = format!(
+        "position rule ({}): position ids",
+        pkg.manifest.family.name()
+    );
+    out.push(d.result(GROUP, name, 0.0));
+    let rotary = engine::rotary(pkg, &positions)?;
     let mut d = Diff::default();
     let cos = dim::<Ix3, _>(files.f32("cos")?, "cos")?;
     let sin = dim::<Ix3, _>(files.f32("sin")?, "sin")?;

@@ -3,12 +3,14 @@
 
 use ndarray::{Array3, ArrayView2, ArrayView4, Ix3};
 
+use super::positions::Positions;
 use crate::error::{Error, Result};
 use crate::package::names::*;
 use crate::package::{Package, Projection};
 use crate::runtime::{Tensor, Upload};
 
-/// Runs the vision graph: `pixel_values [F,3,H,W]` -> `video_embeds [F*h*w, D]` (on the device).
+/// Runs the vision graph: `pixel_values [F,3,H,W]` -> `video_embeds [F/g*h*w, D]` (on the device),
+/// g being the frames per temporal group (1 but for Qwen2.5-VL).
 pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor> {
     let v = &pkg.manifest.video;
     let f = pixels.shape()[0];
@@ -18,7 +20,15 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor
         &[(VISION_IN_PIXELS, &pixels)],
         &[VISION_OUT_EMBEDS],
     )?);
-    let expected = f * v.tokens_per_frame();
+    // Families that merge frames into temporal groups (Qwen2.5-VL) give one grid per group.
+    let per_group = pkg.manifest.frames_per_group();
+    if !f.is_multiple_of(per_group) {
+        return Err(Error::Input(format!(
+            "{f} frames do not fill temporal groups of {per_group} (model.yaml \
+             mrope.temporal_patch_size)"
+        )));
+    }
+    let expected = f / per_group * v.tokens_per_frame();
     if emb.shape().len() != 2 {
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
@@ -128,10 +138,13 @@ impl Rotary {
     }
 }
 
-/// Runs the rope graph for `positions [B,T]`; any subset of positions can be asked for, which is
-/// what lets dropped-row plans keep original positions.
-pub fn rotary(pkg: &Package, positions: ArrayView2<'_, i64>) -> Result<Rotary> {
-    let positions = pkg.data().upload_i64(positions.into_dyn(), Upload::Input)?;
+/// Runs the rope graph for `positions` (batch 1, `[1,T]` or `[3,1,T]` as the family takes); any
+/// subset of positions can be asked for, which is what lets dropped-row plans keep original
+/// positions.
+pub fn rotary(pkg: &Package, positions: &Positions) -> Result<Rotary> {
+    let positions = pkg
+        .data()
+        .upload_i64(positions.input(1).view(), Upload::Input)?;
     let mut out = pkg
         .rope
         .run(

@@ -6,6 +6,7 @@ mod forward;
 mod inputs;
 mod layer;
 mod masks;
+mod positions;
 mod prefix;
 mod pruned;
 
@@ -14,6 +15,7 @@ pub use inputs::{embed_tokens, encode_video, project, project_host, rotary, spli
 pub use layer::{run_layer, LayerMask, LayerOutput};
 pub(crate) use masks::schedule_keys;
 pub use masks::Masks;
+pub use positions::Positions;
 pub use prefix::{causal_after, Prefix, PrefixCache, PrefixInputs, PrefixMasks, PrefixStats};
 pub(crate) use pruned::restricted_keys;
 pub use pruned::{

@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::forward::{forward_until, ForwardSpec, Keep, LayerKv};
 use super::inputs::{embed_tokens, encode_video, rotary, splice_video};
 use super::masks::Masks;
+use super::positions::Positions;
 use super::pruned::restricted_mask;
 use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
@@ -264,8 +265,8 @@ fn compute(
             embeds.dim(1)
         )));
     }
-    let positions = Array2::from_shape_fn((1, p), |(_, i)| i as i64);
-    let rot = rotary(pkg, positions.view())?;
+    let positions = Positions::new(&pkg.manifest, Some(inputs.placeholder), p)?;
+    let rot = rotary(pkg, &positions)?;
     let all: Vec<usize> = (0..p).collect();
     let causal;
     let masks = match masks {

@@ -29,7 +29,7 @@ pub use sampling::{argmax, Sampler, Sampling};
 use crate::answer::{self, SampleInputs};
 use crate::engine::{
     self, causal_after, restricted_keys, schedule_keys, ForwardSpec, Keep, LayerKv, Masks,
-    PrefixMasks,
+    Positions, PrefixMasks,
 };
 use crate::error::{Error, Result};
 use crate::mask::MaskedRows;
@@ -179,6 +179,9 @@ pub fn generate(
     let mut sampler = Sampler::new(spec.sampling);
     let mut tokens = Vec::new();
     let mut next = sampler.next(&logits);
+    // Generated tokens continue after the prompt's largest position (the family's rule).
+    let positions =
+        Positions::of_layout(&pkg.manifest, &inputs.layout)?.with_generated(spec.max_tokens);
     let finish = loop {
         tokens.push(next);
         if !on_token(next) {
@@ -195,6 +198,7 @@ pub fn generate(
             pkg,
             next,
             pos,
+            &positions,
             &mut kv,
             schedule.as_ref(),
             layers,
@@ -258,12 +262,14 @@ fn prefill(
     Ok((kv, logits, past.is_some()))
 }
 
-/// One decoding step: the token `id` at position `pos` reads the cache (positions `0..pos`) and
-/// itself; its K/V are appended. Returns the logits of the next token.
+/// One decoding step: the token `id` at row `pos` reads the cache (rows `0..pos`) and itself;
+/// its K/V are appended. Returns the logits of the next token.
+#[allow(clippy::too_many_arguments)]
 fn step(
     pkg: &Package,
     id: i64,
     pos: usize,
+    positions: &Positions,
     kv: &mut Vec<LayerKv>,
     schedule: Option<&Schedule>,
     layers: usize,
@@ -271,8 +277,7 @@ fn step(
 ) -> Result<Vec<f32>> {
     let ids = Array2::from_elem((1, 1), id);
     let hidden = engine::embed_tokens(pkg, ids.view())?;
-    let positions = Array2::from_elem((1, 1), pos as i64);
-    let rotary = engine::rotary(pkg, positions.view())?;
+    let rotary = engine::rotary(pkg, &positions.range(pos..pos + 1))?;
     let row = [pos];
     let open;
     let masks = match schedule {

@@ -1,7 +1,7 @@
 //! The baseline run of a sample: the plain causal prefill, keeping what knockouts reuse (every
 //! layer's input hidden states and K/V), and the tokens the knockouts measure.
 
-use ndarray::{Array2, ArrayView1, Axis};
+use ndarray::{ArrayView1, Axis};
 
 use crate::answer::{embed, softmax, split, SampleInputs};
 use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, PrefixMasks, Rotary};
@@ -145,9 +145,8 @@ pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let s = inputs.layout.seq_len;
-                let positions = Array2::from_shape_fn((1, s), |(_, i)| i as i64);
-                let rotary = engine::rotary(pkg, positions.view())?;
+                let positions = engine::Positions::of_layout(&pkg.manifest, &inputs.layout)?;
+                let rotary = engine::rotary(pkg, &positions)?;
                 let embeds = data.copy(&hidden[0])?;
                 let joined = engine::ForwardOutput {
                     hidden_states: hidden,

@@ -40,12 +40,48 @@ pub struct Manifest {
     pub video: VideoSpec,
     pub prompt: PromptSpec,
     pub special_tokens: SpecialTokens,
+    /// Multi-axis rotary positions (family `qwen2_5_vl` only; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrope: Option<MropeSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
+    /// Position = token index; the rope graph takes `position_ids [B,T]`.
     Llama,
+    /// Qwen2.5-VL's M-RoPE: (t, h, w) positions for video tokens from the frame grid and the
+    /// time between frame groups; the rope graph takes `position_ids [3,B,T]`.
+    #[serde(rename = "qwen2_5_vl")]
+    Qwen25Vl,
+}
+
+impl Family {
+    /// The name `model.yaml` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen25Vl => "qwen2_5_vl",
+        }
+    }
+}
+
+/// How a `qwen2_5_vl` package turns frames into temporal positions (engine::positions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MropeSpec {
+    /// Input frames merged into one temporal token group; the vision graph takes
+    /// `video.num_frames * temporal_patch_size` frames and `video.num_frames` is the number of
+    /// groups (the prompt's `frame[i]`).
+    pub temporal_patch_size: usize,
+    /// The model's `vision_config.tokens_per_second`.
+    pub tokens_per_second: f64,
+    /// Seconds between two temporal groups, used for every video (the reference derives it from
+    /// each video's sampling rate: docs/families/qwen2_5_vl.md).
+    pub seconds_per_group: f64,
+    /// `mrope_section` of the rotary tables (t, h, w frequency pairs); applied by the rope graph,
+    /// checked here against `rope_dim`.
+    pub sections: [usize; 3],
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -116,6 +152,15 @@ pub struct VideoSpec {
     pub grid_h: usize,
     pub grid_w: usize,
     pub sampling: FrameSampling,
+    /// Input frames per temporal token group: the video is decoded as `num_frames *
+    /// frames_per_group` frames. Not a manifest field: set from `mrope.temporal_patch_size` when
+    /// the manifest is read (1 for other families).
+    #[serde(skip, default = "one")]
+    pub frames_per_group: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl VideoSpec {
@@ -163,11 +208,12 @@ impl Manifest {
     /// Reads and parses `model.yaml`; errors name the file and the offending field.
     pub fn from_file(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| Error::Manifest {
+        let mut manifest: Manifest = serde_yaml::from_str(&text).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
         manifest.check(path)?;
+        manifest.video.frames_per_group = manifest.frames_per_group();
         Ok(manifest)
     }
 
@@ -224,6 +270,7 @@ impl Manifest {
             ));
         }
         self.check_video().map_err(bad)?;
+        self.check_mrope().map_err(bad)?;
         self.check_special_tokens().map_err(bad)?;
         self.check_option_labels().map_err(bad)?;
         Ok(())
@@ -265,6 +312,50 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// `mrope` present exactly for the M-RoPE family, with sane numbers.
+    fn check_mrope(&self) -> Result<(), String> {
+        match (self.family, &self.mrope) {
+            (Family::Llama, None) => Ok(()),
+            (Family::Llama, Some(_)) => Err(
+                "mrope is set but family is llama; only qwen2_5_vl takes an mrope section".into(),
+            ),
+            (Family::Qwen25Vl, None) => Err(
+                "family qwen2_5_vl needs an mrope section (temporal_patch_size, \
+                 tokens_per_second, seconds_per_group, sections)"
+                    .into(),
+            ),
+            (Family::Qwen25Vl, Some(m)) => {
+                if m.temporal_patch_size == 0 {
+                    return Err("mrope.temporal_patch_size is 0; it must be >= 1".into());
+                }
+                for (field, x) in [
+                    ("tokens_per_second", m.tokens_per_second),
+                    ("seconds_per_group", m.seconds_per_group),
+                ] {
+                    if !(x.is_finite() && x >= 0.0) {
+                        return Err(format!("mrope.{field} is {x}; it must be finite and >= 0"));
+                    }
+                }
+                let pairs: usize = m.sections.iter().sum();
+                if 2 * pairs != self.rope_dim {
+                    return Err(format!(
+                        "mrope.sections {:?} cover {} rotary dims, but rope_dim is {}",
+                        m.sections,
+                        2 * pairs,
+                        self.rope_dim
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Input frames per temporal token group (`mrope.temporal_patch_size`, 1 for other
+    /// families).
+    pub fn frames_per_group(&self) -> usize {
+        self.mrope.as_ref().map_or(1, |m| m.temporal_patch_size)
     }
 
     /// Every special token id set is a row of the vocabulary.

@@ -8,6 +8,7 @@ use std::path::Path;
 use ort::value::TensorElementType;
 
 use super::graph::{Graph, Port};
+use super::manifest::Family;
 use super::names::*;
 use super::Manifest;
 use crate::error::{Error, Result};
@@ -71,8 +72,13 @@ pub fn embed(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
 
 pub fn rope(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
     let table = |n| spec(n, F32, vec![Dy("B"), Dy("T"), Fx("rope_dim", m.rope_dim)]);
+    // The family says what position ids look like (engine::positions).
+    let positions = match m.family {
+        Family::Llama => vec![Dy("B"), Dy("T")],
+        Family::Qwen25Vl => vec![Fx("M-RoPE axes", 3), Dy("B"), Dy("T")],
+    };
     (
-        vec![spec(ROPE_IN_POSITIONS, I64, vec![Dy("B"), Dy("T")])],
+        vec![spec(ROPE_IN_POSITIONS, I64, positions)],
         vec![table(ROPE_OUT_COS), table(ROPE_OUT_SIN)],
     )
 }

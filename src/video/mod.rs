@@ -225,7 +225,8 @@ fn sample_folder(dir: &Path, request: &FrameRequest) -> Result<SampledFrames> {
     })
 }
 
-/// Samples `spec.num_frames` frames by `spec.sampling` and preprocesses them for the vision graph.
+/// Samples `spec.num_frames * spec.frames_per_group` frames by `spec.sampling` and preprocesses
+/// them for the vision graph.
 pub fn load_video(
     path: &Path,
     spec: &VideoSpec,
@@ -234,7 +235,7 @@ pub fn load_video(
 ) -> Result<VideoInput> {
     let request = match spec.sampling {
         FrameSampling::SegmentMiddle => FrameRequest {
-            num_frames: spec.num_frames,
+            num_frames: spec.num_frames * spec.frames_per_group,
             window,
             folder_fps,
         },

@@ -185,10 +185,7 @@ pub fn golden_inputs(
         .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
         .expect("placeholder in input_ids");
     let embeds = engine::splice_video(pkg, &text, at, &video).unwrap();
-    let positions = golden
-        .i64("position_ids")
-        .into_dimensionality::<Ix2>()
-        .unwrap();
-    let rot = engine::rotary(pkg, positions.view()).unwrap();
+    let positions = engine::Positions::from_ids(golden.i64("position_ids")).unwrap();
+    let rot = engine::rotary(pkg, &positions).unwrap();
     (embeds, rot)
 }
