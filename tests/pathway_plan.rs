@@ -55,7 +55,7 @@ fn inputs(pkg: &Package) -> Inputs {
         )
         .unwrap();
     let v = &pkg.manifest.video;
-    let pixels = random_pixels((v.num_frames, 3, v.frame_height, v.frame_width), 3);
+    let pixels = random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), 3);
     let sample = SampleInputs {
         pixels,
         frame_indices: Vec::new(),

@@ -55,7 +55,7 @@ fn sample(pkg: &Package, question: usize, seed: u64) -> SampleInputs {
         .unwrap();
     let v = &pkg.manifest.video;
     SampleInputs {
-        pixels: random_pixels((v.num_frames, 3, v.frame_height, v.frame_width), seed),
+        pixels: random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), seed),
         frame_indices: Vec::new(),
         layout,
     }

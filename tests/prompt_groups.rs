@@ -35,6 +35,7 @@ fn video_spec() -> VideoSpec {
         grid_w: GRID_W,
         sampling: FrameSampling::SegmentMiddle,
         frames_per_group: 1,
+        trailing_tokens: 0,
     }
 }
 

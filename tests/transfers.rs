@@ -34,7 +34,7 @@ fn sample(pkg: &Package) -> SampleInputs {
         .unwrap();
     let v = &pkg.manifest.video;
     SampleInputs {
-        pixels: random_pixels((v.num_frames, 3, v.frame_height, v.frame_width), 7),
+        pixels: random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), 7),
         frame_indices: Vec::new(),
         layout,
     }

@@ -533,6 +533,7 @@ fn spec(mode: ResizeMode, filter: ResizeFilter, h: usize, w: usize) -> VideoSpec
         grid_w: 2,
         sampling: FrameSampling::SegmentMiddle,
         frames_per_group: 1,
+        trailing_tokens: 0,
     }
 }
 

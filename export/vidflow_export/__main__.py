@@ -1,5 +1,5 @@
 """CLI: python -m vidflow_export {build-tiny, export, golden, golden-generate, shaped, smollm2, smollm2-package,
-toy-train} ..."""
+toy-train, pllava, pllava-random} ..."""
 
 import argparse
 import sys
@@ -15,17 +15,27 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m vidflow_export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    t = sub.add_parser("build-tiny", help="random-weight tiny LLaVA-NeXT-Video + tokenizer, HF format")
+    t = sub.add_parser("build-tiny", help="random-weight tiny video LLM + tokenizer, HF format")
     t.add_argument("--out", required=True, help="HF model directory to write")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--family", choices=["llava_next_video", "qwen2_5_vl"], default="llava_next_video",
+                   help="LLaVA-NeXT-Video (default) or Qwen2.5-VL")
 
-    e = sub.add_parser("export", help="HF LLaVA-NeXT-Video directory -> model package")
+    e = sub.add_parser("export", help="HF LLaVA-NeXT-Video or Qwen2.5-VL directory -> model package "
+                       "(the architecture is read from config.json)")
     e.add_argument("--hf", required=True, help="HF model directory")
     e.add_argument("--out", required=True, help="package directory to write")
     e.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
-    e.add_argument("--frames", type=int, default=None, help="frames per video (default: the processor's)")
+    e.add_argument("--frames", type=int, default=None,
+                   help="frames per video, the manifest's video.num_frames (Qwen2.5-VL: temporal groups of "
+                   "temporal_patch_size input frames); default: the processor's")
     e.add_argument("--name", default=None, help="package name (default: the HF directory's name)")
     e.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
+    e.add_argument("--frame-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="Qwen2.5-VL: the fixed frame size (default: the processor's when it pins one, else 448 448)")
+    e.add_argument("--seconds-per-group", type=float, default=None,
+                   help="Qwen2.5-VL: seconds between temporal groups (default: temporal_patch_size / the "
+                   "processor's fps, 2 when unset)")
 
     g = sub.add_parser("golden", help="PyTorch reference outputs -> PKG/golden/")
     g.add_argument("--hf", required=True, help="HF model directory the package was exported from")
@@ -65,17 +75,36 @@ def main(argv=None) -> int:
     y.add_argument("--vidflow", default=None, help="vidflow binary (default: target/release/vidflow of this checkout)")
     y.add_argument("--work", default=None, help="folder for the datasets and HF checkpoints (default: a temporary one)")
 
+    pl = sub.add_parser("pllava", help="PLLaVA-layout checkpoint (Map the Flow's LLaVA-NeXT-*-Video-FT) "
+                        "-> model package")
+    pl.add_argument("--ckpt", required=True, help="checkpoint directory (config.json, weights, tokenizer.json)")
+    pl.add_argument("--out", required=True, help="package directory to write")
+    pl.add_argument("--name", default=None, help="package name (default: the checkpoint directory's name)")
+    pl.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    pl.add_argument("--pooling-shape", type=int, nargs=3, metavar=("T", "H", "W"), default=None,
+                    help="override config.json's pooling_shape (the eval's --pooling_shape 8-12-12); "
+                    "T is also the number of input frames")
+    pl.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
+
+    plr = sub.add_parser("pllava-random", help="tiny random-weight checkpoint in the PLLaVA reference layout")
+    plr.add_argument("--out", required=True, help="checkpoint directory to write")
+    plr.add_argument("--seed", type=int, default=0)
+
     args = p.parse_args(argv)
     if args.cmd == "build-tiny":
-        from .tiny import build_tiny
+        if args.family == "qwen2_5_vl":
+            from .qwen2_5_vl import build_tiny
+        else:
+            from .tiny import build_tiny
 
         build_tiny(args.out, seed=args.seed)
-        print(f"wrote the tiny model to {args.out}")
+        print(f"wrote the tiny {args.family} model to {args.out}")
     elif args.cmd == "export":
         from .export import export_package
 
         m = export_package(args.hf, args.out, dtype=args.dtype, frames=args.frames, name=args.name,
-                           attention=args.attention)
+                           attention=args.attention, frame_hw=tuple(args.frame_size) if args.frame_size else None,
+                           seconds_per_group=args.seconds_per_group)
         print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers) to {args.out}")
     elif args.cmd == "golden":
         from .golden import generate
@@ -117,6 +146,17 @@ def main(argv=None) -> int:
             tasks = r["accuracy"][pkg]["video_heldout"]
             print(pkg, " ".join(f"{t}={v['accuracy']:.3f}" for t, v in tasks.items()))
         print(f"wrote toy-image, toy-video and toy-train.json to {args.out} ({r['train_seconds']} s of training)")
+    elif args.cmd == "pllava":
+        from .pllava import export_package as export_pllava
+
+        m = export_pllava(args.ckpt, args.out, name=args.name, dtype=args.dtype, pooling_shape=args.pooling_shape,
+                          attention=args.attention)
+        print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers) to {args.out}")
+    elif args.cmd == "pllava-random":
+        from .pllava import write_random_checkpoint
+
+        write_random_checkpoint(args.out, seed=args.seed)
+        print(f"wrote the tiny PLLaVA-layout checkpoint to {args.out}")
     return 0
 
 

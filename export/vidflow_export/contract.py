@@ -61,6 +61,12 @@ ROPE_AXES = {
     ROPE_OUT_COS: {0: "B", 1: "T"},
     ROPE_OUT_SIN: {0: "B", 1: "T"},
 }
+# Family qwen2_5_vl (M-RoPE): position_ids [3,B,T] (t, h, w axes) -> cos, sin [B,T,R].
+ROPE_AXES_MROPE = {
+    ROPE_IN_POSITIONS: {1: "B", 2: "T"},
+    ROPE_OUT_COS: {0: "B", 1: "T"},
+    ROPE_OUT_SIN: {0: "B", 1: "T"},
+}
 LAYER_AXES = {
     LAYER_IN_HIDDEN: {0: "B", 1: "Q"},
     LAYER_IN_COS: {0: "B", 1: "Q"},

@@ -4,6 +4,10 @@ The reference is the HF model itself (eager attention): its embedding and video 
 spliced input, each HF decoder layer's own forward runs under a per-layer 4D additive mask with the
 model's own rotary tables, and the final norm + LM head give the logits. Past K/V (post-rotary) are
 read out of a transformers DynamicCache filled by the HF attention.
+
+Both families (the manifest's `family`): `llama` (LLaVA-NeXT-Video; position_ids [1,S] = token
+index) and `qwen2_5_vl` (position_ids [3,1,S] by qwen2_5_vl.mrope_positions, fed to the model's own
+M-RoPE rotary module; pixel_values [F*tp,3,H,W] through qwen2_5_vl.video_features).
 """
 
 import os
@@ -16,7 +20,7 @@ from tokenizers import Tokenizer
 
 from . import contract as c
 from .hf import load_video_llm, text_model
-from .manifest import dump_yaml
+from .manifest import MROPE_FAMILY, dump_yaml
 from .manifest import read as read_manifest
 from .prompt import render
 
@@ -115,11 +119,17 @@ def additive(blocked: np.ndarray) -> torch.Tensor:
 # ---- inputs ----------------------------------------------------------------------------------------
 
 
+def frames_per_group(manifest: dict) -> int:
+    """Input frames per `video.num_frames` unit: mrope.temporal_patch_size, 1 without an mrope section."""
+    return manifest["mrope"]["temporal_patch_size"] if "mrope" in manifest else 1
+
+
 def synthetic_frames(manifest: dict, seed: int = 0) -> np.ndarray:
-    """F frames of a bright square moving left to right over a seeded noisy gradient, preprocessed
-    the manifest's way (frames are made at the target size, so resize and crop are the identity)."""
+    """The vision graph's F input frames (num_frames x frames_per_group): a bright square moving
+    left to right over a seeded noisy gradient, preprocessed the manifest's way (frames are made at
+    the target size, so resize and crop are the identity)."""
     v = manifest["video"]
-    F, H, W = v["num_frames"], v["frame_height"], v["frame_width"]
+    F, H, W = v["num_frames"] * frames_per_group(manifest), v["frame_height"], v["frame_width"]
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:H, 0:W]
     frames = np.empty((F, H, W, 3), dtype=np.float64)
@@ -139,11 +149,34 @@ def synthetic_frames(manifest: dict, seed: int = 0) -> np.ndarray:
 # ---- the PyTorch reference -------------------------------------------------------------------------
 
 
+def load_model(hf_dir: str, manifest: dict):
+    """The HF model of the package's family (float32, eager attention)."""
+    if manifest["family"] == MROPE_FAMILY:
+        from .qwen2_5_vl import load
+
+        return load(hf_dir)
+    return load_video_llm(hf_dir)
+
+
+def position_ids(manifest: dict, seq: Sequence) -> torch.Tensor:
+    """[1,S] token indices (llama) or [3,1,S] M-RoPE positions (qwen2_5_vl), int64."""
+    if manifest["family"] == MROPE_FAMILY:
+        from .qwen2_5_vl import manifest_positions
+
+        return torch.from_numpy(manifest_positions(manifest, seq.seq_len, seq.video_start))[:, None]
+    return torch.arange(seq.seq_len)[None]
+
+
 @torch.no_grad()
 def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
     """(video_embeds [N,D], embeds [1,S,D]) from the HF model's own embedding and video features."""
     text = text_model(model)
-    video = model.model.get_video_features(pixel_values[None], return_dict=True).pooler_output[0]
+    if getattr(model.config, "model_type", None) == "qwen2_5_vl":
+        from .qwen2_5_vl import video_features
+
+        video = video_features(model, pixel_values, seq.num_frames)
+    else:
+        video = model.model.get_video_features(pixel_values[None], return_dict=True).pooler_output[0]
     ids = torch.tensor([seq.input_ids])
     emb = text.embed_tokens(ids)
     v = seq.video_start
@@ -194,7 +227,7 @@ def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> di
     """Writes golden/golden.safetensors and golden/golden.yaml into the package; returns the yaml dict."""
     manifest = read_manifest(os.path.join(package_dir, c.MANIFEST_FILE))
     tok = Tokenizer.from_file(os.path.join(package_dir, manifest["tokenizer"]))
-    model = load_video_llm(hf_dir)
+    model = load_model(hf_dir, manifest)
     text = text_model(model)
     L = manifest["num_layers"]
     seq = build_sequence(manifest, tok)
@@ -202,7 +235,7 @@ def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> di
 
     pixel_values = torch.from_numpy(synthetic_frames(manifest))
     video, embeds = spliced_embeddings(model, seq, pixel_values)
-    positions = torch.arange(S)[None]
+    positions = position_ids(manifest, seq)
     with torch.no_grad():
         cos, sin = text.rotary_emb(embeds, positions)
 

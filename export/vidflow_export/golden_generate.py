@@ -216,6 +216,10 @@ def compute_generate_golden(hf_dir: str, package_dir: str, question: str = QUEST
     """The generate.json dict (not written). `model` may be the already loaded HF model of hf_dir."""
     blocks = KNOCKOUT_BLOCKS if blocks is None else blocks
     manifest = read_manifest(os.path.join(package_dir, c.MANIFEST_FILE))
+    if manifest["family"] != "llama":
+        # The `full` case is HF's own generate, whose M-RoPE positions (transformers 5.23) are not
+        # the rule the qwen2_5_vl goldens use (qwen2_5_vl.mrope_positions).
+        raise NotImplementedError(f"golden-generate covers family llama only, not {manifest['family']}")
     tok = Tokenizer.from_file(os.path.join(package_dir, manifest["tokenizer"]))
     special = manifest["special_tokens"]
     eos, pad = special["eos_token_id"], special["pad_token_id"]

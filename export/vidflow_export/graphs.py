@@ -169,25 +169,24 @@ def export_layers(text, config, out_dir: str, indices, dtype=torch.float32, atte
                          "eager" if with_attn else attention)
 
 
-def export_rope(text, out_dir: str) -> None:
+def export_rope(text, out_dir: str, mrope: bool = False) -> None:
+    """`mrope`: the rotary module takes position_ids [3,B,T] (t, h, w; Qwen2.5-VL's M-RoPE)."""
     pos = torch.arange(TRACE_Q * TRACE_B, dtype=torch.int64).reshape(TRACE_B, TRACE_Q)
+    if mrope:
+        pos = torch.stack((pos, pos * 2 + 1, pos * 3 + 2))  # three distinct axes
     export_onnx(
         RopeGraph(text.rotary_emb),
         (pos,),
         os.path.join(out_dir, c.ROPE_FILE),
         [c.ROPE_IN_POSITIONS],
         [c.ROPE_OUT_COS, c.ROPE_OUT_SIN],
-        c.ROPE_AXES,
+        c.ROPE_AXES_MROPE if mrope else c.ROPE_AXES,
     )
 
 
 def export_all(model, out_dir: str, dtype=torch.float32, attention: str = "eager") -> None:
     """Every graph of a package for a LLaVA-NeXT-Video model (float32 master weights in `model`);
     `attention` as in `export_layers`."""
-    from .hf import text_model
-
-    text = text_model(model)
-    config = text.config
     vcfg = model.config.vision_config
 
     pixels = torch.randn(TRACE_F, 3, vcfg.image_size, vcfg.image_size, generator=torch.Generator().manual_seed(0))
@@ -202,6 +201,16 @@ def export_all(model, out_dir: str, dtype=torch.float32, attention: str = "eager
         [c.VISION_OUT_EMBEDS],
         c.VISION_AXES,
     )
+    export_text(model, out_dir, dtype, attention)
+
+
+def export_text(model, out_dir: str, dtype=torch.float32, attention: str = "eager", mrope: bool = False) -> None:
+    """The embedding, rope, decoder-layer and head graphs of a multimodal model (float32 master
+    weights); `mrope` as in `export_rope`."""
+    from .hf import text_model
+
+    text = text_model(model)
+    config = text.config
     ids = torch.arange(TRACE_B * TRACE_Q, dtype=torch.int64).reshape(TRACE_B, TRACE_Q)
     export_onnx(
         to_dtype(EmbedGraph(text.embed_tokens), dtype),
@@ -212,7 +221,7 @@ def export_all(model, out_dir: str, dtype=torch.float32, attention: str = "eager
         c.EMBED_AXES,
     )
     # Rotary tables are always computed in float32 (the layers cast them).
-    export_rope(text, out_dir)
+    export_rope(text, out_dir, mrope)
     export_layers(text, config, out_dir, range(config.num_hidden_layers), dtype, attention)
     hidden = torch.randn(TRACE_B, TRACE_Q, config.hidden_size, generator=torch.Generator().manual_seed(1))
     for name, head in head_graphs(model, text).items():

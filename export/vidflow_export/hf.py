@@ -1,9 +1,24 @@
-"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video and plain Llama-family LMs."""
+"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video, Qwen2.5-VL and plain Llama-family LMs."""
 
 import json
 import os
 
 import torch
+
+
+LLAVA_NEXT_VIDEO = "LlavaNextVideoForConditionalGeneration"
+QWEN2_5_VL = "Qwen2_5_VLForConditionalGeneration"
+# The architectures `export` takes (config.json `architectures[0]`).
+ARCHITECTURES = (LLAVA_NEXT_VIDEO, QWEN2_5_VL)
+
+
+def architecture(hf_dir: str) -> str:
+    """`architectures[0]` of the HF directory's config.json; ValueError for one `export` does not take."""
+    with open(os.path.join(hf_dir, "config.json")) as f:
+        archs = json.load(f).get("architectures") or [None]
+    if archs[0] not in ARCHITECTURES:
+        raise ValueError(f"{hf_dir}: architecture {archs[0]!r} is not supported; supported: {', '.join(ARCHITECTURES)}")
+    return archs[0]
 
 
 def load_video_llm(hf_dir: str):

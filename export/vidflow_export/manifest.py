@@ -28,6 +28,10 @@ PROMPT_FIELDS = [
     "option_format", "option_separator", "option_labels", "instruction", "assistant_prefix", "answer_prefix",
 ]
 SPECIAL_FIELDS = ["video_token_id", "bos_token_id", "eos_token_id", "pad_token_id"]
+# `mrope`: the last top-level field, present exactly for the M-RoPE family (Rust `MropeSpec`).
+MROPE_FIELDS = ["temporal_patch_size", "tokens_per_second", "seconds_per_group", "sections"]
+FAMILIES = ("llama", "qwen2_5_vl")
+MROPE_FAMILY = "qwen2_5_vl"
 
 
 def graphs_section(num_layers: int) -> dict:
@@ -68,14 +72,23 @@ def video_section(config, processor: dict, num_frames: int) -> dict:
 
 def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_placeholder: str,
           special_ids: dict) -> dict:
+    """The manifest of a LLaVA-NeXT-Video package (family `llama`)."""
     from .hf import text_model
 
-    tcfg = text_model(model).config
+    return assemble(text_model(model).config, name, dtype, "llama",
+                    video_section(model.config, processor, num_frames),
+                    mvbench_prompt_spec(video_placeholder), special_ids)
+
+
+def assemble(tcfg, name: str, dtype: str, family: str, video: dict, prompt: dict, special_ids: dict,
+             mrope: dict | None = None) -> dict:
+    """A checked manifest from the text config `tcfg` and the sections; `mrope` (family
+    qwen2_5_vl only) goes last."""
     head_dim = getattr(tcfg, "head_dim", None) or tcfg.hidden_size // tcfg.num_attention_heads
     manifest = {
         "format_version": c.FORMAT_VERSION,
         "name": name,
-        "family": "llama",
+        "family": family,
         "dtype": dtype,
         "num_layers": int(tcfg.num_hidden_layers),
         "hidden_size": int(tcfg.hidden_size),
@@ -88,8 +101,8 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
         "max_positions": int(tcfg.max_position_embeddings),
         "graphs": graphs_section(tcfg.num_hidden_layers),
         "tokenizer": c.TOKENIZER_FILE,
-        "video": video_section(model.config, processor, num_frames),
-        "prompt": mvbench_prompt_spec(video_placeholder),
+        "video": video,
+        "prompt": prompt,
         "special_tokens": {
             "video_token_id": int(special_ids["video"]),
             "bos_token_id": special_ids.get("bos"),
@@ -97,6 +110,8 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
             "pad_token_id": special_ids.get("pad"),
         },
     }
+    if mrope is not None:
+        manifest["mrope"] = mrope
     check(manifest)
     return manifest
 
@@ -109,13 +124,16 @@ def check(m: dict) -> None:
         if list(d) != expected:
             raise ValueError(f"manifest {where}: fields {list(d)}, expected {expected}")
 
-    fields(m, MANIFEST_FIELDS, "top level")
+    if m.get("family") not in FAMILIES or m.get("dtype") not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"manifest: family {m.get('family')!r}, dtype {m.get('dtype')!r}")
+    mrope = m["family"] == MROPE_FAMILY
+    fields(m, MANIFEST_FIELDS + (["mrope"] if mrope else []), "top level")
     fields(m["graphs"], GRAPHS_FIELDS, "graphs")
     fields(m["video"], VIDEO_FIELDS, "video")
     fields(m["prompt"], PROMPT_FIELDS, "prompt")
     fields(m["special_tokens"], SPECIAL_FIELDS, "special_tokens")
-    if m["family"] != "llama" or m["dtype"] not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"manifest: family {m['family']!r}, dtype {m['dtype']!r}")
+    if mrope:
+        check_mrope(m)
     if m["format_version"] != c.FORMAT_VERSION:
         raise ValueError("manifest: wrong format_version")
     if len(m["graphs"]["layers"]) != m["num_layers"] or len(m["graphs"]["layers_attn"]) != m["num_layers"]:
@@ -144,6 +162,26 @@ def check(m: dict) -> None:
         raise ValueError("manifest: bad video.resize_mode")
     if m["video"]["resize_filter"] not in ("nearest", "bilinear", "bicubic"):
         raise ValueError("manifest: bad video.resize_filter")
+
+
+def check_mrope(m: dict) -> None:
+    """The `mrope` section: its four fields in order, numbers as src/package/manifest.rs checks them."""
+    r = m["mrope"]
+    if not isinstance(r, dict) or list(r) != MROPE_FIELDS:
+        raise ValueError(f"manifest mrope: fields {list(r) if isinstance(r, dict) else r!r}, expected {MROPE_FIELDS}")
+    tp = r["temporal_patch_size"]
+    if not isinstance(tp, int) or tp < 1:
+        raise ValueError(f"manifest: mrope.temporal_patch_size is {tp!r}, expected an integer >= 1")
+    for key in ("tokens_per_second", "seconds_per_group"):
+        x = r[key]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+            raise ValueError(f"manifest: mrope.{key} is {x!r}, expected a finite number >= 0")
+    sections = r["sections"]
+    if not (isinstance(sections, list) and len(sections) == 3 and all(isinstance(x, int) and x >= 0 for x in sections)):
+        raise ValueError(f"manifest: mrope.sections is {sections!r}, expected 3 integers >= 0")
+    if 2 * sum(sections) != m["rope_dim"]:
+        raise ValueError(f"manifest: mrope.sections {sections} cover {2 * sum(sections)} rotary dims, "
+                         f"but rope_dim is {m['rope_dim']}")
 
 
 class _Dumper(yaml.SafeDumper):

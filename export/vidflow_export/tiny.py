@@ -109,13 +109,15 @@ def build_tiny(out_dir: str, seed: int = 0):
 
 
 @torch.no_grad()
-def _rescale_init(model, seed: int) -> None:
+def _rescale_init(model, seed: int, norm_names=("norm",), bias_std: float = 0.02) -> None:
+    """Matrices ~ N(0, 1/fan_in); weights of norms (a parameter name containing one of
+    `norm_names`) ~ 1 + N(0, 0.1^2); every other vector ~ N(0, bias_std^2)."""
     g = torch.Generator().manual_seed(seed + 1)
     for name, p in model.named_parameters():
         if p.ndim >= 2:
             fan_in = p.shape[1] if p.ndim == 2 else p[0].numel()
             p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
-        elif "norm" in name and name.endswith("weight"):
+        elif any(n in name for n in norm_names) and name.endswith("weight"):
             p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
         else:
-            p.copy_(0.02 * torch.randn(p.shape, generator=g))
+            p.copy_(bias_std * torch.randn(p.shape, generator=g))

@@ -1,4 +1,7 @@
-"""A tiny byte-level BPE tokenizer trained on a generated corpus of video-QA prompts."""
+"""A tiny byte-level BPE tokenizer trained on a generated corpus of video-QA prompts.
+
+The defaults are the LLaVA-NeXT-Video family's (its special tokens, the MVBench-style prompt); another
+family passes its own special tokens, prompt spec and answer ending (qwen2_5_vl.py)."""
 
 import random
 
@@ -42,23 +45,26 @@ def _fill(rng: random.Random, form: str) -> str:
                        n=rng.randint(1, 9))
 
 
-def corpus(seed: int = 0, n: int = 400) -> list[str]:
-    """Rendered multiple-choice prompts with random questions and options, plus answers."""
+def corpus(seed: int = 0, n: int = 400, spec: dict | None = None, answer_end: str = f") {EOS}") -> list[str]:
+    """Rendered multiple-choice prompts with random questions and options, plus answers: the
+    label followed by `answer_end`. `spec` defaults to the MVBench-style spec with `<video>`."""
     rng = random.Random(seed)
-    spec = mvbench_prompt_spec(VIDEO)
+    spec = mvbench_prompt_spec(VIDEO) if spec is None else spec
     texts = []
     for _ in range(n):
         question = _fill(rng, rng.choice(_QUESTION_FORMS))
         question = question[0].upper() + question[1:]
         options = [_fill(rng, rng.choice(_OPTION_FORMS)).capitalize() for _ in range(rng.randint(2, 6))]
         label = spec["option_labels"][rng.randrange(len(options))]
-        texts.append(render(spec, question, options).text + f"{label}) {EOS}")
+        texts.append(render(spec, question, options).text + label + answer_end)
     return texts
 
 
-def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None) -> Tokenizer:
+def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None,
+          special_tokens: list[str] | None = None) -> Tokenizer:
     """Trains the tokenizer on `texts` (default: the generated corpus of `seed`); the special
-    tokens get ids 0.. in SPECIAL_TOKENS order."""
+    tokens (default SPECIAL_TOKENS) get ids 0.. in that order."""
+    special_tokens = SPECIAL_TOKENS if special_tokens is None else special_tokens
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -67,27 +73,29 @@ def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None) 
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus(seed) if texts is None else texts, trainer=trainer)
-    for t in SPECIAL_TOKENS:
+    for t in special_tokens:
         if len(tok.encode(t, add_special_tokens=False).ids) != 1:
             raise AssertionError(f"special token {t} does not tokenize to one id")
     return tok
 
 
-def save_hf(tok: Tokenizer, out_dir: str) -> None:
-    """Saves `tokenizer.json` plus the HF tokenizer config files next to the model."""
+def save_hf(tok: Tokenizer, out_dir: str, bos: str | None = BOS, eos: str = EOS, pad: str = PAD,
+            extra: dict | None = None) -> None:
+    """Saves `tokenizer.json` plus the HF tokenizer config files next to the model (`bos` None: the
+    family has no BOS token; `extra`: named special tokens, default the LLaVA video/image ones)."""
     from transformers import PreTrainedTokenizerFast
 
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        extra_special_tokens={"video_token": VIDEO, "image_token": IMAGE},
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        extra_special_tokens={"video_token": VIDEO, "image_token": IMAGE} if extra is None else extra,
     )
     hf.save_pretrained(out_dir)
     # The raw file the package ships, exactly as trained (no HF-side rewrites).

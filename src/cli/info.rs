@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use vidflow::package::manifest::Family;
 use vidflow::package::Package;
 
 use super::runtime_args::RuntimeArgs;
@@ -22,9 +23,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pkg.layer_attn(l)?;
     }
     // The vision graph's token count per frame is dynamic in its signature: one blank frame shows
-    // whether it is the manifest's grid_h x grid_w.
+    // whether it is the manifest's grid_h x grid_w. Qwen2.5-VL's graph is traced at the whole
+    // frame grid, so it gets every frame.
     let v = &pkg.manifest.video;
-    let frame = ndarray::Array4::<f32>::zeros((1, 3, v.frame_height, v.frame_width));
+    let frames = match pkg.manifest.family {
+        Family::Llama => 1,
+        Family::Qwen25Vl => v.input_frames(),
+    };
+    let frame = ndarray::Array4::<f32>::zeros((frames, 3, v.frame_height, v.frame_width));
     vidflow::engine::encode_video(&pkg, frame.view())?;
     let m = &pkg.manifest;
     let v = &m.video;
@@ -61,6 +67,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         v.grid_w,
         v.num_video_tokens()
     );
+    if let Some(r) = &m.mrope {
+        println!(
+            "m-rope       a frame is a temporal group of {} decoded frames ({} decoded); {} s \
+             between groups x {} tokens per second; sections {:?}",
+            r.temporal_patch_size,
+            v.input_frames(),
+            r.seconds_per_group,
+            r.tokens_per_second,
+            r.sections
+        );
+    }
+    if v.trailing_tokens > 0 {
+        println!(
+            "             + {} trailing video tokens after the last frame (group video.sep)",
+            v.trailing_tokens
+        );
+    }
     println!(
         "prompt       options {}, answer prefix {:?}",
         m.prompt.option_labels.join(""),

@@ -28,7 +28,7 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor
              mrope.temporal_patch_size)"
         )));
     }
-    let expected = f / per_group * v.tokens_per_frame();
+    let expected = f / per_group * v.tokens_per_frame() + v.trailing_tokens;
     if emb.shape().len() != 2 {
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
@@ -42,10 +42,12 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
             msg: format!(
-                "{f} frames gave {} video tokens, but the manifest's grid {}x{} implies {expected}",
+                "{f} frames gave {} video tokens, but the manifest's grid {}x{} (and {} trailing \
+                 tokens) implies {expected}",
                 emb.dim(0),
                 v.grid_h,
-                v.grid_w
+                v.grid_w,
+                v.trailing_tokens
             ),
         });
     }

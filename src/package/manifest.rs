@@ -152,6 +152,10 @@ pub struct VideoSpec {
     pub grid_h: usize,
     pub grid_w: usize,
     pub sampling: FrameSampling,
+    /// Embeddings the vision graph appends after the last frame (LLaVA-OneVision's
+    /// `image_newline`): part of `video`, of no `frame[i]`; the group `video.sep`. 0 when absent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trailing_tokens: usize,
     /// Input frames per temporal token group: the video is decoded as `num_frames *
     /// frames_per_group` frames. Not a manifest field: set from `mrope.temporal_patch_size` when
     /// the manifest is read (1 for other families).
@@ -163,12 +167,22 @@ fn one() -> usize {
     1
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl VideoSpec {
     pub fn tokens_per_frame(&self) -> usize {
         self.grid_h * self.grid_w
     }
+    /// Frames decoded per video: `num_frames` temporal groups of `frames_per_group` frames.
+    pub fn input_frames(&self) -> usize {
+        self.num_frames * self.frames_per_group
+    }
+
+    /// Every embedding the vision graph gives: the frames' grids and the trailing tokens.
     pub fn num_video_tokens(&self) -> usize {
-        self.num_frames * self.tokens_per_frame()
+        self.num_frames * self.tokens_per_frame() + self.trailing_tokens
     }
 }
 

@@ -40,6 +40,12 @@ const I64: TensorElementType = TensorElementType::Int64;
 
 pub fn vision(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
     let v = &m.video;
+    // Qwen2.5-VL's vision graph is traced at the manifest's frame grid (its window attention
+    // partitions are constants), so its token count is fixed.
+    let tokens = match m.family {
+        Family::Llama => Dy("N"),
+        Family::Qwen25Vl => Fx("video tokens", v.num_video_tokens()),
+    };
     (
         vec![spec(
             VISION_IN_PIXELS,
@@ -54,7 +60,7 @@ pub fn vision(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
         vec![spec(
             VISION_OUT_EMBEDS,
             F32,
-            vec![Dy("N"), Fx("hidden_size", m.hidden_size)],
+            vec![tokens, Fx("hidden_size", m.hidden_size)],
         )],
     )
 }

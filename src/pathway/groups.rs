@@ -9,9 +9,10 @@ use crate::prompt::PromptLayout;
 /// Group names a pathway rule may use (plus `frame[i]`, `option[j]` and `cross-frame`).
 /// `generated` holds the tokens a decoding run appends after the prompt; they also join `last`
 /// (see [`SequenceGroups::with_generated`]), and the group is empty in a prompt-only sequence.
-pub const GROUP_NAMES: [&str; 10] = [
+pub const GROUP_NAMES: [&str; 11] = [
     "system",
     "video",
+    "video.sep",
     "question",
     "question.text",
     "option.true",
@@ -48,6 +49,7 @@ impl SequenceGroups {
         for (name, set) in [
             ("system", &g.system),
             ("video", &g.video),
+            ("video.sep", &g.video_sep),
             ("question", &g.question),
             ("question.text", &g.question_text),
             ("template", &g.template),
@@ -191,6 +193,7 @@ impl SequenceGroups {
         let mut named = BTreeMap::new();
         named.insert("system".to_string(), span(0, system));
         named.insert("video".into(), span(first_video, num_frames * per_frame));
+        named.insert("video.sep".into(), Vec::new());
         named.insert("question".into(), span(q0, question));
         named.insert("question.text".into(), span(q0, opt0 - q0));
         named.insert("template".into(), span(t0, template - 1));

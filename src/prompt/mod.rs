@@ -61,6 +61,8 @@ pub struct TokenGroups {
     pub option_false: Vec<usize>,
     pub template: Vec<usize>,
     pub last: Vec<usize>,
+    /// Video embeddings after the last frame (`video.trailing_tokens`): in `video`, in no frame.
+    pub video_sep: Vec<usize>,
 }
 
 /// The tokenized prompt and its spliced-sequence layout.
@@ -77,7 +79,9 @@ pub struct PromptLayout {
     pub placeholder_index: usize,
     pub num_frames: usize,
     pub tokens_per_frame: usize,
-    /// S = `input_ids.len() - 1 + num_frames * tokens_per_frame`.
+    /// Video embeddings after the frames (`video.trailing_tokens`).
+    pub trailing_tokens: usize,
+    /// S = `input_ids.len() - 1 + num_frames * tokens_per_frame + trailing_tokens`.
     pub seq_len: usize,
     pub groups: TokenGroups,
     /// Per option (in label order), the token id the model emits for that option's label right
@@ -88,7 +92,7 @@ pub struct PromptLayout {
 
 impl PromptLayout {
     pub fn num_video_tokens(&self) -> usize {
-        self.num_frames * self.tokens_per_frame
+        self.num_frames * self.tokens_per_frame + self.trailing_tokens
     }
 
     /// Spliced position of entry `k` of `input_ids` (`k != placeholder_index`).
@@ -112,7 +116,8 @@ impl PromptLayout {
         }
     }
 
-    /// The spliced positions of a group by name: `system`, `video`, `frame[i]`, `question`,
+    /// The spliced positions of a group by name: `system`, `video`, `video.sep`, `frame[i]`,
+    /// `question`,
     /// `question.text`, `option[j]`, `option.true`, `option.false`, `template`, `last`.
     pub fn group(&self, name: &str) -> Result<&[usize]> {
         let g = &self.groups;
@@ -135,6 +140,7 @@ impl PromptLayout {
         match name {
             "system" => Ok(&g.system),
             "video" => Ok(&g.video),
+            "video.sep" => Ok(&g.video_sep),
             "question" => Ok(&g.question),
             "question.text" => Ok(&g.question_text),
             "template" => Ok(&g.template),
@@ -153,7 +159,11 @@ impl PromptLayout {
 
     /// Every group name this layout answers to.
     pub fn group_names(&self) -> Vec<String> {
-        let mut names = vec!["system".to_string(), "video".to_string()];
+        let mut names = vec![
+            "system".to_string(),
+            "video".to_string(),
+            "video.sep".to_string(),
+        ];
         names.extend((0..self.groups.frames.len()).map(|i| format!("frame[{i}]")));
         names.push("question".into());
         names.push("question.text".into());
@@ -174,6 +184,7 @@ pub struct PromptBuilder {
     special: SpecialTokens,
     num_frames: usize,
     tokens_per_frame: usize,
+    trailing_tokens: usize,
     tokenizer: Tokenizer,
     tokenizer_path: PathBuf,
     /// The model's positions (manifest `max_positions`): longer layouts are refused.
@@ -274,6 +285,7 @@ impl PromptBuilder {
             special: special.clone(),
             num_frames: video.num_frames,
             tokens_per_frame: video.tokens_per_frame(),
+            trailing_tokens: video.trailing_tokens,
             tokenizer,
             tokenizer_path: tokenizer_path.to_path_buf(),
             max_positions: None,
@@ -384,7 +396,8 @@ impl PromptBuilder {
         input_ids.extend(ids.iter().map(|&i| i as i64));
         input_offsets.extend(offsets.iter().cloned());
         let placeholder_index = ph + bos;
-        let n_video = self.num_frames * self.tokens_per_frame;
+        let frames_end = placeholder_index + self.num_frames * self.tokens_per_frame;
+        let n_video = self.num_frames * self.tokens_per_frame + self.trailing_tokens;
         let seq_len = input_ids.len() - 1 + n_video;
         if let Some(max) = self.max_positions {
             if seq_len > max {
@@ -406,6 +419,7 @@ impl PromptBuilder {
                     (a..a + self.tokens_per_frame).collect()
                 })
                 .collect(),
+            video_sep: (frames_end..placeholder_index + n_video).collect(),
             options: vec![Vec::new(); options.len()],
             ..TokenGroups::default()
         };
@@ -465,6 +479,7 @@ impl PromptBuilder {
             placeholder_index,
             num_frames: self.num_frames,
             tokens_per_frame: self.tokens_per_frame,
+            trailing_tokens: self.trailing_tokens,
             seq_len,
             groups: g,
             option_token_ids,

@@ -235,7 +235,7 @@ pub fn load_video(
 ) -> Result<VideoInput> {
     let request = match spec.sampling {
         FrameSampling::SegmentMiddle => FrameRequest {
-            num_frames: spec.num_frames * spec.frames_per_group,
+            num_frames: spec.input_frames(),
             window,
             folder_fps,
         },
