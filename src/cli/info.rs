@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use vidflow::package::manifest::Family;
 use vidflow::package::Package;
 
 use super::runtime_args::RuntimeArgs;
@@ -22,13 +21,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for l in 0..pkg.num_layers() {
         pkg.layer_attn(l)?;
     }
-    // The vision graph's token count per frame is dynamic in its signature: one blank frame shows
-    // whether it is the manifest's grid_h x grid_w. Qwen2.5-VL's graph is traced at the whole
-    // frame grid, so it gets every frame.
+    // A dynamic vision graph's token count per frame shows only when it runs: one blank frame (one
+    // temporal group) shows whether it is the manifest's grid_h x grid_w. A graph traced at the
+    // manifest's frame count (its token count fixed) gets every frame.
     let v = &pkg.manifest.video;
-    let frames = match pkg.manifest.family {
-        Family::Llama => 1,
-        Family::Qwen25Vl => v.input_frames(),
+    let frames = match pkg.vision.outputs().first().map(|p| p.shape[0]) {
+        Some(n) if n > 0 => v.input_frames(),
+        _ => v.frames_per_group,
     };
     let frame = ndarray::Array4::<f32>::zeros((frames, 3, v.frame_height, v.frame_width));
     vidflow::engine::encode_video(&pkg, frame.view())?;

@@ -40,18 +40,15 @@ const I64: TensorElementType = TensorElementType::Int64;
 
 pub fn vision(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
     let v = &m.video;
-    // Qwen2.5-VL's vision graph is traced at the manifest's frame grid (its window attention
-    // partitions are constants), so its token count is fixed.
-    let tokens = match m.family {
-        Family::Llama => Dy("N"),
-        Family::Qwen25Vl => Fx("video tokens", v.num_video_tokens()),
-    };
+    // A vision graph may be traced at the manifest's frame count (Qwen2.5-VL's window partitions,
+    // PLLaVA's temporal pooling are constants): its frame and token axes are then fixed, and must
+    // be the manifest's; otherwise they are dynamic.
     (
         vec![spec(
             VISION_IN_PIXELS,
             F32,
             vec![
-                Dy("F"),
+                Fx("decoded frames (video.num_frames x frames per group)", v.input_frames()),
                 Fx("channels", 3),
                 Fx("video.frame_height", v.frame_height),
                 Fx("video.frame_width", v.frame_width),
@@ -60,7 +57,10 @@ pub fn vision(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
         vec![spec(
             VISION_OUT_EMBEDS,
             F32,
-            vec![tokens, Fx("hidden_size", m.hidden_size)],
+            vec![
+                Fx("video tokens", v.num_video_tokens()),
+                Fx("hidden_size", m.hidden_size),
+            ],
         )],
     )
 }
