@@ -84,7 +84,12 @@ pub struct Golden {
 
 impl Golden {
     pub fn load() -> Golden {
-        let dir = tiny_dir().join("golden");
+        Golden::load_from(&tiny_dir())
+    }
+
+    /// The golden files of the package at `package`.
+    pub fn load_from(package: &std::path::Path) -> Golden {
+        let dir = package.join("golden");
         let meta: GoldenMeta = serde_yaml::from_str(
             &std::fs::read_to_string(dir.join("golden.yaml")).expect("golden.yaml"),
         )

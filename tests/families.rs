@@ -1,0 +1,337 @@
+//! Every model family's test package (tests/fixtures/tiny-*): PyTorch parity through the library's
+//! golden check, the family's own rules shown to matter (a wrong position rule, wrong rope
+//! sections, a wrong separator group must break parity), token groups against the text, and every
+//! analysis command run on the package.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use ndarray::{Array2, Ix3};
+use vidflow::check::{golden, Status};
+use vidflow::engine::{self, ForwardSpec, Keep, Masks, Positions};
+use vidflow::mask::{EdgeMask, MaskedRows};
+use vidflow::package::Package;
+use vidflow::prompt::PromptBuilder;
+
+const TOL: f32 = 1e-4;
+
+fn qwen_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-qwen2_5_vl")
+}
+
+fn open(dir: &Path) -> Package {
+    Package::open(dir, &options()).expect("open the family's test package")
+}
+
+/// The library's golden check (vision, splice, position rule, rope, every layer's hidden state
+/// and the logits of prefill, knockout, batch-of-two and extend) passes on the package.
+fn golden_check_passes(dir: &Path) {
+    let pkg = open(dir);
+    let results = golden::check(&pkg, 1e-4).unwrap();
+    assert!(results.len() >= 12, "{results:?}");
+    for r in &results {
+        assert_eq!(r.status, Status::Pass, "{}: {r:?}", dir.display());
+    }
+    for part in ["position rule", "prefill", "knockout", "batch2", "extend"] {
+        assert!(
+            results.iter().any(|r| r.name.contains(part)),
+            "{part} not checked"
+        );
+    }
+}
+
+/// Largest error of the last layer's output under the plain causal mask, with the golden
+/// inputs but `positions` for the rotary tables.
+fn prefill_error(pkg: &Package, golden: &Golden, positions: &Positions) -> f32 {
+    let (embeds, _) = golden_inputs(pkg, golden);
+    let s = embeds.dim(1);
+    let rotary = engine::rotary(pkg, positions).unwrap();
+    let mask = EdgeMask::full_causal(1, s).additive();
+    let masks = Masks::same(&mask);
+    let out = engine::forward(
+        pkg,
+        ForwardSpec {
+            start_layer: 0,
+            hidden: &embeds,
+            rotary: &rotary,
+            past: None,
+            masks: &masks,
+            masked_rows: MaskedRows::Uniform,
+            keep: Keep {
+                hidden: true,
+                kv: false,
+                attn_layers: vec![],
+            },
+        },
+    )
+    .unwrap();
+    let last = out.hidden_states.last().unwrap();
+    let got: ndarray::Array3<f32> = pkg.data().download_as(last).unwrap();
+    let want = golden.f32("prefill.hidden");
+    let l = want.shape()[0] - 1;
+    let want = want
+        .index_axis(ndarray::Axis(0), l)
+        .to_owned()
+        .into_dimensionality::<Ix3>()
+        .unwrap();
+    max_err(&got.view(), &want.view())
+}
+
+#[test]
+fn qwen2_5_vl_matches_pytorch() {
+    golden_check_passes(&qwen_dir());
+}
+
+#[test]
+fn qwen2_5_vl_parity_fails_with_a_wrong_position_rule_or_wrong_sections() {
+    let pkg = open(&qwen_dir());
+    let golden = Golden::load_from(&qwen_dir());
+    let meta = &golden.meta;
+    let s = meta.seq_len;
+    let right = Positions::new(&pkg.manifest, Some(meta.video_start), s).unwrap();
+    assert!(prefill_error(&pkg, &golden, &right) <= TOL);
+
+    let ids = right.ids();
+    let with = |f: &dyn Fn(&mut Array2<i64>)| {
+        let mut wrong = ids.clone();
+        f(&mut wrong);
+        prefill_error(
+            &pkg,
+            &golden,
+            &Positions::from_ids(wrong.insert_axis(ndarray::Axis(1)).into_dyn()).unwrap(),
+        )
+    };
+    // Llama's rule: every axis the token index.
+    let index = with(&|p| {
+        for ((_, i), v) in p.indexed_iter_mut() {
+            *v = i as i64;
+        }
+    });
+    // transformers 5.23's helper: text after the video from start + max(grid_h, grid_w).
+    let v = &pkg.manifest.video;
+    let end = meta.video_start + v.num_video_tokens();
+    let helper = with(&|p| {
+        let first = (meta.video_start + v.grid_h.max(v.grid_w)) as i64;
+        for i in end..s {
+            p.column_mut(i).fill(first + (i - end) as i64);
+        }
+    });
+    // The t and h axes exchanged: each rope section reads the other axis' positions.
+    let sections = with(&|p| {
+        let t = p.row(0).to_owned();
+        let h = p.row(1).to_owned();
+        p.row_mut(0).assign(&h);
+        p.row_mut(1).assign(&t);
+    });
+    for (name, err) in [
+        ("token-index positions", index),
+        ("HF 5.23 text-after rule", helper),
+        ("t/h sections exchanged", sections),
+    ] {
+        assert!(err > 100.0 * TOL, "{name} went unnoticed: {err}");
+    }
+}
+
+#[test]
+fn qwen2_5_vl_groups_follow_the_text() {
+    let pkg = open(&qwen_dir());
+    let builder = PromptBuilder::new(&pkg.manifest, &qwen_dir()).unwrap();
+    let layout = builder
+        .layout(
+            "What happens first?",
+            &["A cup falls", "A door opens"],
+            Some(1),
+        )
+        .unwrap();
+    let tok = builder.tokenizer();
+    let id = |t: &str| i64::from(tok.token_to_id(t).unwrap());
+    let v0 = layout.placeholder_index;
+    let n = layout.num_video_tokens();
+    assert_eq!(n, 4 * 16);
+    // <|vision_start|> ends the system group, <|vision_end|> opens the template.
+    assert_eq!(layout.token_id_at(v0 - 1), Some(id("<|vision_start|>")));
+    assert_eq!(layout.token_id_at(v0 + n), Some(id("<|vision_end|>")));
+    assert_eq!(layout.group("system").unwrap().last(), Some(&(v0 - 1)));
+    assert!(layout.group("template").unwrap().contains(&(v0 + n)));
+    for i in 0..4 {
+        let f = layout.group(&format!("frame[{i}]")).unwrap();
+        assert_eq!(f, (v0 + 16 * i..v0 + 16 * (i + 1)).collect::<Vec<_>>());
+    }
+    assert!(layout.group("video.sep").unwrap().is_empty());
+    // The answer is the bare letter right after the assistant prefix.
+    assert_eq!(layout.option_token_ids, [id("A"), id("B")]);
+}
+
+/// Eight 64x64 frames of a square moving right: enough decoded frames for every family.
+fn frame_folder(dir: &Path) -> PathBuf {
+    let folder = dir.join("frames/clip");
+    std::fs::create_dir_all(&folder).unwrap();
+    for f in 0..8u32 {
+        let img = image::RgbImage::from_fn(64, 64, |x, y| {
+            let inside = x >= f * 6 && x < f * 6 + 16 && (24..40).contains(&y);
+            if inside {
+                image::Rgb([240, 30, 30])
+            } else {
+                image::Rgb([(x * 3) as u8, (y * 3) as u8, 90])
+            }
+        });
+        img.save(folder.join(format!("frame_{f:02}.png"))).unwrap();
+    }
+    let samples = dir.join("samples.json");
+    std::fs::write(
+        &samples,
+        r#"[
+  {"id": "s0", "task": "action_sequence", "video": "frames/clip",
+   "question": "Where does the square go?", "options": ["Left", "Right", "Nowhere"], "answer": 1},
+  {"id": "s1", "task": "scene_transition", "video": "frames/clip",
+   "question": "What colour is the square?", "options": ["Red", "Blue"], "answer": 0}
+]"#,
+    )
+    .unwrap();
+    samples
+}
+
+fn vidflow(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vidflow"))
+        .current_dir(repo_path(""))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vidflow {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// answer, knockout, lens, plan and eval on a family's package, which decodes `decoded` frames
+/// per video.
+fn every_command_runs(pkg: &Path, decoded: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = frame_folder(dir.path());
+    let (pkg, samples) = (pkg.to_str().unwrap(), samples.to_str().unwrap());
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    let answers = vidflow(&[
+        "answer",
+        "--model",
+        pkg,
+        "--samples",
+        samples,
+        "--json",
+        "--threads",
+        "1",
+    ]);
+    let lines: Vec<serde_json::Value> = answers
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{answers}");
+    for l in &lines {
+        assert!(l.get("error").is_none(), "{l}");
+        assert_eq!(l["frame_indices"].as_array().unwrap().len(), decoded, "{l}");
+        let p: f64 = l["scores"]["option_share"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((p - 1.0).abs() < 1e-4, "{l}");
+    }
+
+    let ko = out("knockout");
+    vidflow(&[
+        "knockout",
+        "--model",
+        pkg,
+        "--data",
+        samples,
+        "--targets",
+        "cross-frame,vql-to-ql,question-and-options-to-last,vq-to-true-opt",
+        "--window",
+        "1",
+        "--all-samples",
+        "--threads",
+        "1",
+        "--out",
+        &ko,
+    ]);
+    let records = std::fs::read_to_string(Path::new(&ko).join("knockouts.jsonl")).unwrap();
+    assert!(records.lines().count() >= 2 * 4, "{records}");
+
+    let lens = out("lens");
+    vidflow(&[
+        "lens",
+        "--model",
+        pkg,
+        "--data",
+        samples,
+        "--all-samples",
+        "--quiet",
+        "--threads",
+        "1",
+        "--out",
+        &lens,
+    ]);
+    let records = std::fs::read_to_string(Path::new(&lens).join("lens.jsonl")).unwrap();
+    assert_eq!(records.lines().count(), 2 * 4);
+
+    // Every published pathway config resolves on the package's groups.
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(repo_path("configs/pathways"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 5);
+    for config in &configs {
+        let plan = vidflow(&[
+            "plan",
+            "--model",
+            pkg,
+            "--config",
+            config.to_str().unwrap(),
+            "--scale",
+            "--json",
+        ]);
+        let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        assert_eq!(plan["layers"].as_array().unwrap().len(), 4, "{config:?}");
+    }
+
+    let eval = out("eval");
+    let data = format!("json:{samples}");
+    for mode in [
+        "full",
+        "pathways:configs/pathways/llava-next-7b-video-ft.yaml",
+    ] {
+        let run = format!("{eval}-{}", mode.len());
+        vidflow(&[
+            "eval",
+            "--model",
+            pkg,
+            "--data",
+            &data,
+            "--mode",
+            mode,
+            "--scale",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            &run,
+        ]);
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(&run).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(summary["overall"]["scored"], 2, "{summary}");
+    }
+}
+
+#[test]
+fn qwen2_5_vl_runs_every_command() {
+    every_command_runs(&qwen_dir(), 8);
+}
