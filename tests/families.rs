@@ -335,3 +335,98 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
 fn qwen2_5_vl_runs_every_command() {
     every_command_runs(&qwen_dir(), 8);
 }
+
+/// The golden prompt (export/vidflow_export/golden.py QUESTION, OPTIONS).
+const GOLDEN_QUESTION: &str = "What does the red ball do after it hits the wall?";
+const GOLDEN_OPTIONS: [&str; 3] = ["It bounces back", "It stops", "It rolls to the left"];
+
+/// `[L,B,S,S]` blocked flags of a golden case rebuilt from vidflow's token groups of the golden
+/// prompt (causality plus the case's block rules; `cross-frame` = frame[j] ↛ frame[i], j < i),
+/// with `video` replaced by `video_override` when given.
+fn case_blocked(
+    golden: &Golden,
+    layout: &vidflow::prompt::PromptLayout,
+    case: &str,
+    video_override: Option<&[usize]>,
+) -> ndarray::Array4<u8> {
+    let meta = &golden.meta;
+    let c = golden.case(case);
+    let s = layout.seq_len;
+    let mut blocked = ndarray::Array4::<u8>::zeros((meta.num_layers, c.batch, s, s));
+    for q in 0..s {
+        for k in q + 1..s {
+            blocked.slice_mut(ndarray::s![.., .., q, k]).fill(1);
+        }
+    }
+    let group = |name: &str| -> Vec<usize> {
+        match (name, video_override) {
+            ("video", Some(v)) => v.to_vec(),
+            _ => layout.group(name).unwrap().to_vec(),
+        }
+    };
+    for rule in &c.blocks {
+        let pairs: Vec<(Vec<usize>, Vec<usize>)> = if rule.source == "cross-frame" {
+            let frames: Vec<Vec<usize>> = (0..layout.num_frames)
+                .map(|i| group(&format!("frame[{i}]")))
+                .collect();
+            (0..frames.len())
+                .flat_map(|i| (0..i).map(move |j| (j, i)))
+                .map(|(j, i)| (frames[j].clone(), frames[i].clone()))
+                .collect()
+        } else {
+            vec![(group(&rule.source), group(&rule.target))]
+        };
+        let batches: Vec<usize> = rule.batch.map_or((0..c.batch).collect(), |b| vec![b]);
+        for l in rule.layers[0]..=rule.layers[1].min(meta.num_layers - 1) {
+            for &b in &batches {
+                for (sources, targets) in &pairs {
+                    for &q in targets {
+                        for &k in sources {
+                            blocked[(l, b, q, k)] = 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    blocked
+}
+
+/// vidflow's layout of the golden prompt has PyTorch's token ids, and the knockout and batch-of-two
+/// masks rebuilt from its groups equal PyTorch's edge for edge; `wrong_video` (a video group with
+/// the separator tokens misplaced) must change them.
+fn groups_match_pytorch(dir: &Path, wrong_video: impl Fn(&[usize]) -> Vec<usize>) {
+    let pkg = open(dir);
+    let golden = Golden::load_from(dir);
+    let builder = PromptBuilder::new(&pkg.manifest, dir).unwrap();
+    let layout = builder
+        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
+        .unwrap();
+    let ids = golden.i64("input_ids");
+    assert_eq!(
+        layout.input_ids,
+        ids.iter().copied().collect::<Vec<_>>(),
+        "token ids"
+    );
+    assert_eq!(layout.seq_len, golden.meta.seq_len);
+    for case in ["knockout", "batch2"] {
+        let want = golden.u8(&format!("{case}.blocked"));
+        let got = case_blocked(&golden, &layout, case, None);
+        assert_eq!(got.into_dyn(), want, "{case}: masks differ from PyTorch's");
+    }
+    let wrong = wrong_video(layout.group("video").unwrap());
+    let got = case_blocked(&golden, &layout, "knockout", Some(&wrong));
+    let want = golden.u8("knockout.blocked");
+    let differ = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    assert!(differ > 0, "a misplaced separator went unnoticed");
+}
+
+#[test]
+fn qwen2_5_vl_groups_and_masks_match_pytorch() {
+    // Counting <|vision_end|> as video (it is template text) must change the knockout's masks.
+    groups_match_pytorch(&qwen_dir(), |video| {
+        let mut v = video.to_vec();
+        v.push(v.last().unwrap() + 1);
+        v
+    });
+}
