@@ -37,9 +37,10 @@ test-rust:
 test-python:
 	.venv/bin/python -m pytest -q export/tests
 
-# Regenerates the committed test package and its golden files (deterministic).
+# Regenerates the committed test packages and their golden files (deterministic).
 fixture: setup
 	bash export/make_fixture.sh
+	bash export/make_fixture_qwen2_5_vl.sh
 
 lint:
 	cargo fmt --check

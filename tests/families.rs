@@ -243,6 +243,28 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
         assert!((p - 1.0).abs() < 1e-4, "{l}");
     }
 
+    // Open-ended generation under a pathway config: generated tokens take positions after the
+    // prompt's largest one (the family's rule).
+    let clip = dir.path().join("frames/clip");
+    let generated = vidflow(&[
+        "answer",
+        "--model",
+        pkg,
+        "--video",
+        clip.to_str().unwrap(),
+        "--question",
+        "What moves?",
+        "--generate",
+        "4",
+        "--pathways",
+        "configs/pathways/tiny.yaml",
+        "--json",
+        "--threads",
+        "1",
+    ]);
+    let g: serde_json::Value = serde_json::from_str(generated.trim()).unwrap();
+    assert!(!g["tokens"].as_array().unwrap().is_empty(), "{g}");
+
     let ko = out("knockout");
     vidflow(&[
         "knockout",
