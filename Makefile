@@ -41,6 +41,7 @@ test-python:
 fixture: setup
 	bash export/make_fixture.sh
 	bash export/make_fixture_qwen2_5_vl.sh
+	bash export/make_fixture_llava_onevision.sh
 
 lint:
 	cargo fmt --check

@@ -452,3 +452,54 @@ fn qwen2_5_vl_groups_and_masks_match_pytorch() {
         v
     });
 }
+
+fn onevision_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-llava_onevision")
+}
+
+#[test]
+fn llava_onevision_matches_pytorch() {
+    golden_check_passes(&onevision_dir());
+}
+
+#[test]
+fn llava_onevision_groups_and_masks_match_pytorch() {
+    // The newline the model appends after the last frame is video (so video -> last blocks it):
+    // leaving it out of `video` must change the knockout's masks.
+    groups_match_pytorch(&onevision_dir(), |video| video[..video.len() - 1].to_vec());
+}
+
+#[test]
+fn llava_onevision_newline_is_video_and_no_frame() {
+    let pkg = open(&onevision_dir());
+    let builder = PromptBuilder::new(&pkg.manifest, &onevision_dir()).unwrap();
+    let layout = builder
+        .layout(
+            "What happens first?",
+            &["A cup falls", "A door opens"],
+            Some(0),
+        )
+        .unwrap();
+    let v0 = layout.placeholder_index;
+    assert_eq!(layout.num_video_tokens(), 4 * 16 + 1);
+    assert_eq!(layout.group("video.sep").unwrap(), [v0 + 64]);
+    assert_eq!(
+        layout.group("video").unwrap(),
+        (v0..v0 + 65).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        layout.group("frame[3]").unwrap(),
+        (v0 + 48..v0 + 64).collect::<Vec<_>>()
+    );
+    // The text after the video starts right after the newline.
+    let tok = builder.tokenizer();
+    assert_eq!(
+        layout.token_id_at(v0 + 65),
+        Some(i64::from(tok.token_to_id("Ċ").unwrap()))
+    );
+}
+
+#[test]
+fn llava_onevision_runs_every_command() {
+    every_command_runs(&onevision_dir(), 4);
+}

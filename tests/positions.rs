@@ -49,7 +49,10 @@ fn qwen2_5_vl_positions_follow_the_frame_grid() {
     assert_eq!(g.ids().column(17).to_vec(), [8, 8, 8]);
     assert_eq!(g.ids().column(18).to_vec(), [9, 9, 9]);
     // Rows keep their positions when a subset is computed.
-    assert_eq!(p.select(&[0, 10, 16]).ids(), &array![[0, 4, 7], [0, 3, 7], [0, 4, 7]]);
+    assert_eq!(
+        p.select(&[0, 10, 16]).ids(),
+        &array![[0, 4, 7], [0, 3, 7], [0, 4, 7]]
+    );
     assert_eq!(p.range(15..17).ids(), &array![[6, 7], [6, 7], [6, 7]]);
     assert_eq!(p.input(1).shape(), &[3, 1, 17]);
 }
@@ -75,6 +78,8 @@ fn qwen2_5_vl_without_video_counts_tokens_on_three_axes() {
 
 #[test]
 fn video_running_past_the_sequence_is_refused() {
-    let e = Positions::new(&qwen(), Some(10), 17).unwrap_err().to_string();
+    let e = Positions::new(&qwen(), Some(10), 17)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("10..22") && e.contains("17 tokens"), "{e}");
 }

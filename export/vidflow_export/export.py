@@ -1,7 +1,7 @@
-"""`export`: HF LLaVA-NeXT-Video or Qwen2.5-VL directory -> model package (docs/package.md).
+"""`export`: HF LLaVA-NeXT-Video, Qwen2.5-VL or LLaVA-OneVision directory -> model package (docs/package.md).
 
 The architecture (config.json `architectures[0]`) picks the path: LLaVA-NeXT-Video here, Qwen2.5-VL
-in qwen2_5_vl.py."""
+in qwen2_5_vl.py, LLaVA-OneVision in llava_onevision.py."""
 
 import os
 import shutil
@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 
 from . import contract as c
 from . import graphs, manifest
-from .hf import QWEN2_5_VL, architecture, load_video_llm, text_model, video_processor_settings
+from .hf import LLAVA_ONEVISION, QWEN2_5_VL, architecture, load_video_llm, text_model, video_processor_settings
 
 # bfloat16: graphs for ONNX Runtime's CUDA provider (its CPU kernels have no bfloat16 MatMul).
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -41,13 +41,19 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
     com.microsoft MultiHeadAttention (graphs.export_layer); same I/O contract. `frame_hw` and
     `seconds_per_group` are Qwen2.5-VL's (qwen2_5_vl.export_package); `frames` counts its temporal
     groups there."""
-    if architecture(hf_dir) == QWEN2_5_VL:
+    arch = architecture(hf_dir)
+    if arch == QWEN2_5_VL:
         from . import qwen2_5_vl
 
         return qwen2_5_vl.export_package(hf_dir, out_dir, dtype=dtype, frames=frames, name=name, attention=attention,
                                          frame_hw=frame_hw, seconds_per_group=seconds_per_group)
     if frame_hw is not None or seconds_per_group is not None:
         raise ValueError("frame size and seconds per group are Qwen2.5-VL export options")
+    if arch == LLAVA_ONEVISION:
+        from . import llava_onevision
+
+        return llava_onevision.export_package(hf_dir, out_dir, dtype=dtype, frames=frames, name=name,
+                                              attention=attention)
     if attention == "fused" and dtype != "float32":
         raise ValueError(f"fused attention is float32 only, not {dtype}")
     os.makedirs(out_dir, exist_ok=True)

@@ -5,9 +5,14 @@ spliced input, each HF decoder layer's own forward runs under a per-layer 4D add
 model's own rotary tables, and the final norm + LM head give the logits. Past K/V (post-rotary) are
 read out of a transformers DynamicCache filled by the HF attention.
 
-Both families (the manifest's `family`): `llama` (LLaVA-NeXT-Video; position_ids [1,S] = token
-index) and `qwen2_5_vl` (position_ids [3,1,S] by qwen2_5_vl.mrope_positions, fed to the model's own
-M-RoPE rotary module; pixel_values [F*tp,3,H,W] through qwen2_5_vl.video_features).
+Both families (the manifest's `family`): `llama` (LLaVA-NeXT-Video and LLaVA-OneVision, told apart by
+the HF directory's architecture; position_ids [1,S] = token index) and `qwen2_5_vl` (position_ids
+[3,1,S] by qwen2_5_vl.mrope_positions, fed to the model's own M-RoPE rotary module; pixel_values
+[F*tp,3,H,W] through qwen2_5_vl.video_features).
+
+A package whose vision graph appends embeddings after the last frame (manifest
+`video.trailing_tokens`, LLaVA-OneVision's newline) has them spliced right after the frames: they
+belong to the group `video` and to no `frame[i]`; golden.yaml then says `trailing_tokens`.
 """
 
 import os
@@ -19,8 +24,8 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
 from . import contract as c
-from .hf import load_video_llm, text_model
-from .manifest import MROPE_FAMILY, dump_yaml
+from .hf import LLAVA_ONEVISION, architecture, load_video_llm, text_model
+from .manifest import MROPE_FAMILY, VIDEO_TRAILING, dump_yaml
 from .manifest import read as read_manifest
 from .prompt import render
 
@@ -30,13 +35,19 @@ OPTIONS = ["It bounces back", "It stops", "It rolls to the left"]
 
 @dataclass
 class Sequence:
-    """The spliced sequence: token ids, and token-index groups (design.md §2)."""
+    """The spliced sequence: token ids, and token-index groups (design.md §2). The video is
+    num_frames * tokens_per_frame frame tokens, then `trailing_tokens` embeddings of no frame."""
 
     input_ids: list[int]
     video_start: int
     num_frames: int
     tokens_per_frame: int
     seq_len: int
+    trailing_tokens: int = 0
+
+    @property
+    def num_video_tokens(self) -> int:
+        return self.num_frames * self.tokens_per_frame + self.trailing_tokens
 
     def frame(self, i: int) -> range:
         start = self.video_start + i * self.tokens_per_frame
@@ -45,7 +56,7 @@ class Sequence:
     def group(self, name: str) -> list[int]:
         """The groups golden.yaml names: `video`, `last`, `frame[i]`."""
         if name == "video":
-            return list(range(self.video_start, self.video_start + self.num_frames * self.tokens_per_frame))
+            return list(range(self.video_start, self.video_start + self.num_video_tokens))
         if name == "last":
             return [self.seq_len - 1]
         if name.startswith("frame[") and name.endswith("]"):
@@ -54,7 +65,8 @@ class Sequence:
 
 
 def build_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION, options=OPTIONS) -> Sequence:
-    """Renders the manifest's prompt, tokenizes it (bos prepended) and places the video tokens."""
+    """Renders the manifest's prompt, tokenizes it (bos prepended) and places the video tokens (the
+    frames' tokens, then the manifest's `video.trailing_tokens`)."""
     special = manifest["special_tokens"]
     text = render(manifest["prompt"], question, list(options)).text
     ids = list(tok.encode(text, add_special_tokens=False).ids)
@@ -65,7 +77,8 @@ def build_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION, opt
         raise ValueError(f"the prompt holds {ids.count(video_id)} video placeholder tokens, expected 1")
     F = manifest["video"]["num_frames"]
     hw = manifest["video"]["grid_h"] * manifest["video"]["grid_w"]
-    return Sequence(ids, ids.index(video_id), F, hw, len(ids) - 1 + F * hw)
+    trailing = manifest["video"].get(VIDEO_TRAILING, 0)
+    return Sequence(ids, ids.index(video_id), F, hw, len(ids) - 1 + F * hw + trailing, trailing)
 
 
 # ---- masks -----------------------------------------------------------------------------------------
@@ -150,9 +163,18 @@ def synthetic_frames(manifest: dict, seed: int = 0) -> np.ndarray:
 
 
 def load_model(hf_dir: str, manifest: dict):
-    """The HF model of the package's family (float32, eager attention)."""
+    """The HF model of the package's family (float32, eager attention); within `llama`, the HF
+    directory's architecture picks LLaVA-OneVision."""
     if manifest["family"] == MROPE_FAMILY:
         from .qwen2_5_vl import load
+
+        return load(hf_dir)
+    try:
+        onevision = architecture(hf_dir) == LLAVA_ONEVISION
+    except ValueError:  # not one `export` takes: loaded as LLaVA-NeXT-Video, as before
+        onevision = False
+    if onevision:
+        from .llava_onevision import load
 
         return load(hf_dir)
     return load_video_llm(hf_dir)
@@ -169,7 +191,8 @@ def position_ids(manifest: dict, seq: Sequence) -> torch.Tensor:
 
 @torch.no_grad()
 def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
-    """(video_embeds [N,D], embeds [1,S,D]) from the HF model's own embedding and video features."""
+    """(video_embeds [N,D], embeds [1,S,D]) from the HF model's own embedding and video features
+    (N = seq.num_video_tokens: LLaVA-OneVision's get_video_features ends with the newline)."""
     text = text_model(model)
     if getattr(model.config, "model_type", None) == "qwen2_5_vl":
         from .qwen2_5_vl import video_features
@@ -180,6 +203,9 @@ def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
     ids = torch.tensor([seq.input_ids])
     emb = text.embed_tokens(ids)
     v = seq.video_start
+    if video.shape[0] != seq.num_video_tokens:
+        raise ValueError(f"the model gave {video.shape[0]} video embeddings, the manifest's video section "
+                         f"{seq.num_video_tokens}")
     embeds = torch.cat((emb[:, :v], video[None].to(emb.dtype), emb[:, v + 1:]), dim=1)
     assert embeds.shape[1] == seq.seq_len
     return video, embeds
@@ -291,6 +317,7 @@ def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> di
         "video_start": seq.video_start,
         "tokens_per_frame": seq.tokens_per_frame,
         "num_frames": seq.num_frames,
+        **({VIDEO_TRAILING: seq.trailing_tokens} if seq.trailing_tokens else {}),
         "prefix_len": P,
         "cases": [
             {"name": "prefill", "batch": 1, "description": "plain causal mask in every layer; "

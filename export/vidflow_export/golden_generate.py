@@ -220,6 +220,10 @@ def compute_generate_golden(hf_dir: str, package_dir: str, question: str = QUEST
         # The `full` case is HF's own generate, whose M-RoPE positions (transformers 5.23) are not
         # the rule the qwen2_5_vl goldens use (qwen2_5_vl.mrope_positions).
         raise NotImplementedError(f"golden-generate covers family llama only, not {manifest['family']}")
+    if manifest["video"].get("trailing_tokens"):
+        # The open sequence, the expanded ids and the model loader here know no trailing video
+        # embeddings (LLaVA-OneVision's newline).
+        raise NotImplementedError("golden-generate covers packages without video.trailing_tokens only")
     tok = Tokenizer.from_file(os.path.join(package_dir, manifest["tokenizer"]))
     special = manifest["special_tokens"]
     eos, pad = special["eos_token_id"], special["pad_token_id"]

@@ -1,4 +1,5 @@
-"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video, Qwen2.5-VL and plain Llama-family LMs."""
+"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video, Qwen2.5-VL, LLaVA-OneVision and plain
+Llama-family LMs."""
 
 import json
 import os
@@ -8,8 +9,9 @@ import torch
 
 LLAVA_NEXT_VIDEO = "LlavaNextVideoForConditionalGeneration"
 QWEN2_5_VL = "Qwen2_5_VLForConditionalGeneration"
+LLAVA_ONEVISION = "LlavaOnevisionForConditionalGeneration"
 # The architectures `export` takes (config.json `architectures[0]`).
-ARCHITECTURES = (LLAVA_NEXT_VIDEO, QWEN2_5_VL)
+ARCHITECTURES = (LLAVA_NEXT_VIDEO, QWEN2_5_VL, LLAVA_ONEVISION)
 
 
 def architecture(hf_dir: str) -> str:
@@ -32,7 +34,7 @@ def load_video_llm(hf_dir: str):
 
 
 def text_model(model):
-    """The decoder stack (LlamaModel): `layers`, `norm`, `rotary_emb`, `embed_tokens`."""
+    """The decoder stack (LlamaModel, Qwen2Model): `layers`, `norm`, `rotary_emb`, `embed_tokens`."""
     inner = model.model
     return inner.language_model if hasattr(inner, "language_model") else inner
 

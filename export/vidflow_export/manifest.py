@@ -23,6 +23,9 @@ VIDEO_FIELDS = [
     "num_frames", "frame_height", "frame_width", "resize_mode", "resize_filter", "rescale_factor",
     "image_mean", "image_std", "grid_h", "grid_w", "sampling",
 ]
+# Optional last `video` field (Rust `VideoSpec::trailing_tokens`, 0 when absent): embeddings the vision
+# graph appends after the last frame (LLaVA-OneVision's newline); written only when > 0.
+VIDEO_TRAILING = "trailing_tokens"
 PROMPT_FIELDS = [
     "system", "user_prefix", "video_placeholder", "after_video", "question_prefix", "options_header",
     "option_format", "option_separator", "option_labels", "instruction", "assistant_prefix", "answer_prefix",
@@ -129,7 +132,12 @@ def check(m: dict) -> None:
     mrope = m["family"] == MROPE_FAMILY
     fields(m, MANIFEST_FIELDS + (["mrope"] if mrope else []), "top level")
     fields(m["graphs"], GRAPHS_FIELDS, "graphs")
-    fields(m["video"], VIDEO_FIELDS, "video")
+    trailing = VIDEO_TRAILING in m["video"]
+    fields(m["video"], VIDEO_FIELDS + ([VIDEO_TRAILING] if trailing else []), "video")
+    if trailing:
+        n = m["video"][VIDEO_TRAILING]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"manifest: video.{VIDEO_TRAILING} is {n!r}, expected an integer > 0 (omit it for 0)")
     fields(m["prompt"], PROMPT_FIELDS, "prompt")
     fields(m["special_tokens"], SPECIAL_FIELDS, "special_tokens")
     if mrope:

@@ -31,7 +31,10 @@ pub fn sample_inputs(pkg: &Package) -> Result<SampleInputs> {
     let layout = pkg.prompt_builder().layout(QUESTION, &OPTIONS, Some(0))?;
     let v = &pkg.manifest.video;
     Ok(SampleInputs {
-        pixels: random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), PIXEL_SEED),
+        pixels: random_pixels(
+            (v.input_frames(), 3, v.frame_height, v.frame_width),
+            PIXEL_SEED,
+        ),
         frame_indices: Vec::new(),
         layout,
     })

@@ -58,7 +58,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(v) => load_video(v, &m.video, None, None)?.pixel_values,
         None => {
             let v = &m.video;
-            random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), args.seed)
+            random_pixels(
+                (v.input_frames(), 3, v.frame_height, v.frame_width),
+                args.seed,
+            )
         }
     };
     let inputs = SampleInputs {

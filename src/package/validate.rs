@@ -48,7 +48,10 @@ pub fn vision(m: &Manifest) -> (Vec<Spec>, Vec<Spec>) {
             VISION_IN_PIXELS,
             F32,
             vec![
-                Fx("decoded frames (video.num_frames x frames per group)", v.input_frames()),
+                Fx(
+                    "decoded frames (video.num_frames x frames per group)",
+                    v.input_frames(),
+                ),
                 Fx("channels", 3),
                 Fx("video.frame_height", v.frame_height),
                 Fx("video.frame_width", v.frame_width),
