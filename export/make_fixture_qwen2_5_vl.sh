@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the committed test package tests/fixtures/tiny-qwen2_5_vl deterministically: the tiny
 # random-weight Qwen2.5-VL (seed 0) is built in a temporary directory, exported in float32, and its
-# golden files are computed with PyTorch (no generate.json: golden-generate covers the llama family).
+# golden files are computed with PyTorch (generate.json: the dense greedy loop with M-RoPE positions).
 # Run from anywhere; PYTHON overrides the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,5 @@ trap 'rm -rf "$tmp"' EXIT
 rm -rf "$OUT"
 "$PY" -m vidflow_export export --hf "$tmp/hf" --out "$OUT" --dtype float32 --name tiny-qwen2_5_vl
 "$PY" -m vidflow_export golden --hf "$tmp/hf" --package "$OUT"
+"$PY" -m vidflow_export golden-generate --hf "$tmp/hf" --package "$OUT"
 du -sh "$OUT"

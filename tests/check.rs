@@ -107,8 +107,8 @@ fn check_passes_on_the_tiny_package_and_reports_every_part() {
     assert_eq!(json["device"], "cpu");
     assert_eq!(json["tolerance"], 1e-4);
     let by_group = |g: &str| rows(&json).iter().filter(|c| c["group"] == g).count();
-    // 3 input stages + 4 golden cases x (hidden, logits) + the prefill lenses.
-    assert_eq!(by_group("golden"), 3 + 4 * 2 + 1);
+    // 3 input stages + the position rule + 4 golden cases x (hidden, logits) + the prefill lenses.
+    assert_eq!(by_group("golden"), 4 + 4 * 2 + 1);
     // One sweep per window style; the published config and random blocking.
     assert_eq!(by_group("knockout"), 4);
     assert_eq!(by_group("pruned"), 2);

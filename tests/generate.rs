@@ -1,4 +1,4 @@
-//! Generation under masks (docs/serving.md): greedy tokens equal PyTorch's on the tiny package —
+//! Generation under masks (docs/serving.md): greedy tokens equal PyTorch's on every family's test package —
 //! HF `generate` under full attention, and a dense masked model re-run over the whole sequence at
 //! every step under a knockout (generated tokens join `last`) — with and without the video-prefix
 //! cache; seeded sampling, cancellation and the masked-rows rule.
@@ -38,8 +38,19 @@ struct GenGolden {
     cases: Vec<GenCase>,
 }
 
+/// Every family's test package with a generation golden.
+const FAMILIES: [&str; 3] = [
+    "tests/fixtures/tiny",
+    "tests/fixtures/tiny-qwen2_5_vl",
+    "tests/fixtures/tiny-llava_onevision",
+];
+
 fn golden() -> GenGolden {
-    let path = tiny_dir().join("golden/generate.json");
+    golden_of(&tiny_dir())
+}
+
+fn golden_of(dir: &Path) -> GenGolden {
+    let path = dir.join("golden/generate.json");
     serde_json::from_str(&std::fs::read_to_string(&path).expect("generate.json")).expect("parse")
 }
 
@@ -50,18 +61,22 @@ impl GenGolden {
 }
 
 fn open(prefix_cache_bytes: u64) -> Package {
+    open_at(&tiny_dir(), prefix_cache_bytes)
+}
+
+fn open_at(dir: &Path, prefix_cache_bytes: u64) -> Package {
     let opts = RuntimeOptions {
         threads: 1,
         prefix_cache_bytes,
         ..RuntimeOptions::default()
     };
-    Package::open(&tiny_dir(), &opts).unwrap()
+    Package::open(dir, &opts).unwrap()
 }
 
 fn inputs(pkg: &Package, g: &GenGolden) -> SampleInputs {
     let builder = PromptBuilder::new(&pkg.manifest, pkg.dir()).unwrap();
     let layout = builder.layout_open(&g.question, None).unwrap();
-    let pixels = Golden::load()
+    let pixels = Golden::load_from(pkg.dir())
         .f32("pixel_values")
         .into_dimensionality::<Ix4>()
         .unwrap();
@@ -101,28 +116,38 @@ fn spec<'a>(g: &GenGolden, pathways: Option<&'a PathwayConfig>) -> GenerateSpec<
 
 #[test]
 fn open_prompt_tokens_match_pytorch() {
-    let g = golden();
-    let pkg = open(0);
-    let inp = inputs(&pkg, &g);
-    assert_eq!(inp.layout.rendered.text, g.prompt_text);
-    assert_eq!(inp.layout.input_ids, g.input_ids);
-    assert_eq!(inp.layout.seq_len, g.seq_len);
-    assert!(inp.layout.option_token_ids.is_empty());
-    assert!(!inp.layout.groups.question_text.is_empty());
+    for dir in FAMILIES.map(common::repo_path) {
+        let g = golden_of(&dir);
+        let pkg = open_at(&dir, 0);
+        let inp = inputs(&pkg, &g);
+        assert_eq!(inp.layout.rendered.text, g.prompt_text, "{dir:?}");
+        assert_eq!(inp.layout.input_ids, g.input_ids, "{dir:?}");
+        assert_eq!(inp.layout.seq_len, g.seq_len, "{dir:?}");
+        assert!(inp.layout.option_token_ids.is_empty());
+        assert!(!inp.layout.groups.question_text.is_empty());
+    }
 }
 
 #[test]
 fn greedy_tokens_equal_hf_generate_with_and_without_prefix_reuse() {
-    let g = golden();
+    for dir in FAMILIES.map(common::repo_path) {
+        greedy_tokens_equal_pytorch(&dir);
+    }
+}
+
+/// Full attention: HF's `generate` (LLaVA-NeXT-Video, LLaVA-OneVision) or, for Qwen2.5-VL, the
+/// dense loop with the official positions (transformers 5.23's `generate` uses other ones).
+fn greedy_tokens_equal_pytorch(dir: &Path) {
+    let g = golden_of(dir);
     let want = &g.case("full").tokens;
     assert!(g.case("full").min_margin > 1e-3);
     for budget in [0, 64 << 20] {
-        let pkg = open(budget);
+        let pkg = open_at(dir, budget);
         let inp = inputs(&pkg, &g);
         // Twice: with a cache, the second run takes the prefix from it.
         for run in 0..2 {
             let out = generate(&pkg, &inp, &spec(&g, None), |_| true).unwrap();
-            assert_eq!(&out.tokens, want, "budget {budget}, run {run}");
+            assert_eq!(&out.tokens, want, "{dir:?} budget {budget}, run {run}");
             assert_eq!(out.prefix_reused, budget > 0);
             let stopped = want.last() == Some(&g.eos_token_id);
             assert_eq!(
@@ -143,7 +168,13 @@ fn greedy_tokens_equal_hf_generate_with_and_without_prefix_reuse() {
 
 #[test]
 fn greedy_tokens_under_a_knockout_equal_the_dense_masked_model() {
-    let g = golden();
+    for dir in FAMILIES.map(common::repo_path) {
+        knockout_tokens_equal_pytorch(&dir);
+    }
+}
+
+fn knockout_tokens_equal_pytorch(dir: &Path) {
+    let g = golden_of(dir);
     let case = g.case("knockout");
     assert!(case.min_margin > 1e-3);
     assert_ne!(
@@ -153,12 +184,15 @@ fn greedy_tokens_under_a_knockout_equal_the_dense_masked_model() {
     );
     let tmp = tempfile::tempdir().unwrap();
     for budget in [0, 64 << 20] {
-        let pkg = open(budget);
+        let pkg = open_at(dir, budget);
         let config = config_of(&case.blocks, pkg.num_layers(), tmp.path());
         let inp = inputs(&pkg, &g);
         for run in 0..2 {
             let out = generate(&pkg, &inp, &spec(&g, Some(&config)), |_| true).unwrap();
-            assert_eq!(out.tokens, case.tokens, "budget {budget}, run {run}");
+            assert_eq!(
+                out.tokens, case.tokens,
+                "{dir:?} budget {budget}, run {run}"
+            );
         }
     }
 }

@@ -1,5 +1,5 @@
 """CLI: python -m vidflow_export {build-tiny, export, golden, golden-generate, shaped, smollm2, smollm2-package,
-toy-train, pllava, pllava-random} ..."""
+toy-train, pllava, pllava-random, internvl, internvl-random} ..."""
 
 import argparse
 import sys
@@ -90,6 +90,21 @@ def main(argv=None) -> int:
     plr.add_argument("--out", required=True, help="checkpoint directory to write")
     plr.add_argument("--seed", type=int, default=0)
 
+    iv = sub.add_parser("internvl", help="InternVL-layout checkpoint (Map the Flow's Mini-InternVL-4B-Video-FT) "
+                        "-> model package")
+    iv.add_argument("--ckpt", required=True, help="checkpoint directory (config.json, weights, tokenizer.json)")
+    iv.add_argument("--out", required=True, help="package directory to write")
+    iv.add_argument("--name", default=None, help="package name (default: the checkpoint directory's name)")
+    iv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    iv.add_argument("--frames", type=int, default=None,
+                    help="frames per video, the manifest's video.num_frames (default: config.json's num_frames; "
+                    "the paper's eval and analyses run 8)")
+    iv.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
+
+    ivr = sub.add_parser("internvl-random", help="tiny random-weight checkpoint in the InternVL reference layout")
+    ivr.add_argument("--out", required=True, help="checkpoint directory to write")
+    ivr.add_argument("--seed", type=int, default=0)
+
     args = p.parse_args(argv)
     if args.cmd == "build-tiny":
         if args.family == "qwen2_5_vl":
@@ -159,6 +174,17 @@ def main(argv=None) -> int:
 
         write_random_checkpoint(args.out, seed=args.seed)
         print(f"wrote the tiny PLLaVA-layout checkpoint to {args.out}")
+    elif args.cmd == "internvl":
+        from .internvl import export_package as export_internvl
+
+        m = export_internvl(args.ckpt, args.out, name=args.name, dtype=args.dtype, num_frames=args.frames,
+                            attention=args.attention)
+        print(f"wrote package {m['name']} ({m['dtype']}, {m['num_layers']} layers) to {args.out}")
+    elif args.cmd == "internvl-random":
+        from .internvl import write_random_checkpoint as write_internvl
+
+        write_internvl(args.out, seed=args.seed)
+        print(f"wrote the tiny InternVL-layout checkpoint to {args.out}")
     return 0
 
 

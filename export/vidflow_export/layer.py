@@ -1,9 +1,10 @@
 """The extend-form decoder layer (docs/package.md: decoder layer).
 
 Built from a HF Llama-family decoder layer's own submodules and weights (norms, q/k/v/o projections,
-MLP), but with the attention written out here so that the graph has exactly the contract's I/O:
-past K/V are concatenated in front of the computed rows, the additive mask is used as given (no causal
-mask is added), KV heads are repeated for GQA, and scores, mask add and softmax run in float32.
+MLP; Phi-3's fused `qkv_proj` is split into q/k/v Linear modules when the layer is wrapped), but with
+the attention written out here so that the graph has exactly the contract's I/O: past K/V are
+concatenated in front of the computed rows, the additive mask is used as given (no causal mask is
+added), KV heads are repeated for GQA, and scores, mask add and softmax run in float32.
 
 `attention="fused"` (float32 only, no attention-weights output) exports the attention core (scores,
 mask add, softmax, weighted sum) as one ONNX Runtime com.microsoft MultiHeadAttention node; the
@@ -52,6 +53,25 @@ class FusedAttention(torch.autograd.Function):
         return out
 
 
+def split_qkv(qkv: nn.Linear, q_size: int, kv_size: int) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    """A fused projection (Phi-3's `qkv_proj`: output rows q, then k, then v) as three separate Linear
+    modules holding copies of its row blocks [0, q), [q, q+kv), [q+kv, q+2kv) (and of its bias, if any)."""
+    if qkv.out_features != q_size + 2 * kv_size:
+        raise ValueError(f"qkv_proj has {qkv.out_features} output rows, expected {q_size} + 2 * {kv_size}")
+    parts = []
+    start = 0
+    for size in (q_size, kv_size, kv_size):
+        lin = nn.Linear(qkv.in_features, size, bias=qkv.bias is not None,
+                        dtype=qkv.weight.dtype, device=qkv.weight.device)
+        with torch.no_grad():
+            lin.weight.copy_(qkv.weight[start:start + size])
+            if qkv.bias is not None:
+                lin.bias.copy_(qkv.bias[start:start + size])
+        parts.append(lin)
+        start += size
+    return tuple(parts)
+
+
 class ExtendLayer(nn.Module):
     """Graph I/O is float32; `compute_dtype` is the dtype of the weights and of the residual stream."""
 
@@ -65,9 +85,14 @@ class ExtendLayer(nn.Module):
         attn = hf_layer.self_attn
         self.input_layernorm = hf_layer.input_layernorm
         self.post_attention_layernorm = hf_layer.post_attention_layernorm
-        self.q_proj = attn.q_proj
-        self.k_proj = attn.k_proj
-        self.v_proj = attn.v_proj
+        if not hasattr(attn, "q_proj") and hasattr(attn, "qkv_proj"):
+            # Phi-3: one fused projection; split into the same three Linear modules as Llama's.
+            self.q_proj, self.k_proj, self.v_proj = split_qkv(
+                attn.qkv_proj, num_heads * head_dim, num_kv_heads * head_dim)
+        else:
+            self.q_proj = attn.q_proj
+            self.k_proj = attn.k_proj
+            self.v_proj = attn.v_proj
         self.o_proj = attn.o_proj
         self.mlp = hf_layer.mlp
         self.num_heads = num_heads

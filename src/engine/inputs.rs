@@ -42,12 +42,14 @@ pub fn encode_video(pkg: &Package, pixels: ArrayView4<'_, f32>) -> Result<Tensor
         return Err(Error::GraphMismatch {
             path: pkg.vision.path().to_path_buf(),
             msg: format!(
-                "{f} frames gave {} video tokens, but the manifest's grid {}x{} (and {} trailing \
-                 tokens) implies {expected}",
+                "{f} frames gave {} video tokens, but the manifest's grid {}x{}{} implies {expected}",
                 emb.dim(0),
                 v.grid_h,
                 v.grid_w,
-                v.trailing_tokens
+                match v.trailing_tokens {
+                    0 => String::new(),
+                    t => format!(" and {t} trailing tokens"),
+                }
             ),
         });
     }
