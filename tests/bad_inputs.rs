@@ -3237,7 +3237,7 @@ fn knockout_lens_and_attention_refuse_bad_flags() {
         (
             "--query unknown",
             args!["--query", "answer"],
-            kw!["unknown token group \"answer\"; expected system, video, frame[i]"],
+            kw!["unknown token group \"answer\"; expected system, video, video.sep, frame[i]"],
         ),
         (
             "--query frame[x]",

@@ -131,6 +131,7 @@ fn qwen2_5_vl_parity_fails_with_a_wrong_position_rule_or_wrong_sections() {
         ("HF 5.23 text-after rule", helper),
         ("t/h sections exchanged", sections),
     ] {
+        eprintln!("qwen2_5_vl prefill, {name}: last hidden state off by {err:.3e}");
         assert!(err > 100.0 * TOL, "{name} went unnoticed: {err}");
     }
 }
@@ -440,6 +441,10 @@ fn groups_match_pytorch(dir: &Path, wrong_video: impl Fn(&[usize]) -> Vec<usize>
     let got = case_blocked(&golden, &layout, "knockout", Some(&wrong));
     let want = golden.u8("knockout.blocked");
     let differ = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    eprintln!(
+        "{}: a misplaced separator changes {differ} knockout mask edges",
+        dir.display()
+    );
     assert!(differ > 0, "a misplaced separator went unnoticed");
 }
 

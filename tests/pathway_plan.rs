@@ -565,7 +565,7 @@ fn config_errors_name_the_file_the_rule_and_what_was_expected() {
         "{e}"
     );
     assert!(
-        e.contains("expected one of system, video, frame[i], question"),
+        e.contains("expected one of system, video, video.sep, frame[i], question, question.text, option[j]"),
         "{e}"
     );
 

@@ -167,9 +167,10 @@ pub fn parse_targets(list: &str) -> Result<Vec<NamedTarget>> {
 
 /// Checks the form of a group name (whether `frame[i]` / `option[j]` exist depends on the sample).
 pub fn check_group_name(name: &str) -> Result<()> {
-    const FIXED: [&str; 9] = [
+    const FIXED: [&str; 10] = [
         "system",
         "video",
+        "video.sep",
         "question",
         "question.text",
         "option.true",
@@ -187,8 +188,8 @@ pub fn check_group_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Input(format!(
-            "unknown token group {name:?}; expected system, video, frame[i], question, \
-             question.text, option[j], option.true, option.false, template or last"
+            "unknown token group {name:?}; expected system, video, video.sep, frame[i], \
+             question, question.text, option[j], option.true, option.false, template or last"
         )))
     }
 }

@@ -294,8 +294,8 @@ pub fn is_group_name(name: &str) -> bool {
 /// The accepted names, for error messages.
 pub fn group_name_list() -> String {
     let mut names: Vec<&str> = GROUP_NAMES.to_vec();
-    names.insert(2, "frame[i]");
-    names.insert(5, "option[j]");
+    names.insert(3, "frame[i]");
+    names.insert(6, "option[j]");
     names.join(", ")
 }
 
