@@ -83,6 +83,7 @@ fn inputs(pkg: &Package, g: &GenGolden) -> SampleInputs {
     SampleInputs {
         pixels,
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout,
     }
 }

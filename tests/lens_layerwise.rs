@@ -37,6 +37,7 @@ fn layerwise_option_probabilities_and_video_top1_match_pytorch() {
             .into_dimensionality::<Ix4>()
             .unwrap(),
         frame_indices: vec![],
+        seconds_per_frame: None,
         layout,
     };
     let sample = Sample {

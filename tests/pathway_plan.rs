@@ -59,6 +59,7 @@ fn inputs(pkg: &Package) -> Inputs {
     let sample = SampleInputs {
         pixels,
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout: layout.clone(),
     };
     let (embeds, rotary) = answer::embed(pkg, &sample).unwrap();

@@ -83,3 +83,39 @@ fn video_running_past_the_sequence_is_refused() {
         .to_string();
     assert!(e.contains("10..22") && e.contains("17 tokens"), "{e}");
 }
+
+#[test]
+fn qwen2_5_vl_time_steps_follow_the_video_when_its_rate_is_known() {
+    // 0.25 s between sampled frames, 2 frames a group: 0.5 s a group, 1 position step at 2
+    // tokens per second (the manifest's 0.75 s would give 1.5).
+    let m = qwen();
+    let p = Positions::timed(&m, Some(3), 17, Some(0.5)).unwrap();
+    assert_eq!(p.ids()[(0, 3)], 3);
+    assert_eq!(p.ids()[(0, 9)], 4, "group 1 at 3 + 1");
+    assert_eq!(
+        p.ids().column(15).to_vec(),
+        [6, 6, 6],
+        "text after at max(4, 4, 5) + 1"
+    );
+    assert_eq!(
+        Positions::timed(&m, Some(3), 17, None).unwrap(),
+        Positions::new(&m, Some(3), 17).unwrap()
+    );
+}
+
+#[test]
+fn frame_spacing_comes_from_the_sampled_indices_and_the_rate() {
+    use vidflow::video::SampledFrames;
+    let sampled = |indices: Vec<usize>, fps| SampledFrames {
+        frames: Vec::new(),
+        indices,
+        total_frames: 100,
+        fps,
+        decode_errors: 0,
+    };
+    // Segment middles of 100 frames in 8 segments: 6, 18, …, 93 -> (93 - 6) / 7 frames apart.
+    let s = sampled(vec![6, 18, 31, 43, 56, 68, 81, 93], Some(25.0));
+    assert!((s.seconds_per_frame().unwrap() - 87.0 / 7.0 / 25.0).abs() < 1e-12);
+    assert_eq!(sampled(vec![6, 18], None).seconds_per_frame(), None);
+    assert_eq!(sampled(vec![6], Some(25.0)).seconds_per_frame(), None);
+}

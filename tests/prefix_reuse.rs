@@ -57,6 +57,7 @@ fn sample(pkg: &Package, question: usize, seed: u64) -> SampleInputs {
     SampleInputs {
         pixels: random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), seed),
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout,
     }
 }

@@ -169,6 +169,7 @@ fn valid_requests_answer_what_the_library_answers() {
     let gen_inputs = answer::SampleInputs {
         pixels: inputs.pixels.clone(),
         frame_indices: inputs.frame_indices.clone(),
+        seconds_per_frame: inputs.seconds_per_frame,
         layout,
     };
     let spec = GenerateSpec {

@@ -36,6 +36,7 @@ fn sample(pkg: &Package) -> SampleInputs {
     SampleInputs {
         pixels: random_pixels((v.input_frames(), 3, v.frame_height, v.frame_width), 7),
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout,
     }
 }

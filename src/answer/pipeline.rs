@@ -22,6 +22,9 @@ use crate::video::load_video;
 pub struct SampleInputs {
     pub pixels: Array4<f32>,
     pub frame_indices: Vec<usize>,
+    /// Seconds between sampled frames when the video's frame rate is known: M-RoPE families
+    /// space their time positions by it (engine::positions); others ignore it.
+    pub seconds_per_frame: Option<f64>,
     pub layout: PromptLayout,
 }
 
@@ -36,6 +39,7 @@ pub fn prepare(
     let input = load_video(&sample.video, video, sample.window, None)?;
     Ok(SampleInputs {
         pixels: input.pixel_values,
+        seconds_per_frame: input.sampled.seconds_per_frame(),
         frame_indices: input.sampled.indices,
         layout,
     })
@@ -56,7 +60,7 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Tensor, Rotary)> {
             layout.seq_len
         )));
     }
-    let positions = Positions::of_layout(&pkg.manifest, layout)?;
+    let positions = Positions::of_sample(&pkg.manifest, inputs)?;
     let rotary = engine::rotary(pkg, &positions)?;
     Ok((embeds, rotary))
 }
@@ -77,6 +81,7 @@ pub fn prefix_inputs(inputs: &SampleInputs) -> Option<PrefixInputs<'_>> {
         ids: &layout.input_ids[..ids],
         placeholder: layout.placeholder_index,
         len: p,
+        seconds_per_frame: inputs.seconds_per_frame,
     })
 }
 
@@ -109,7 +114,7 @@ pub fn split(
     let rest = &layout.input_ids[pi.ids.len()..];
     let ids = Array2::from_shape_vec((1, rest.len()), rest.to_vec()).expect("one row");
     let embeds = engine::embed_tokens(pkg, ids.view())?;
-    let positions = Positions::of_layout(&pkg.manifest, layout)?.range(pi.len..layout.seq_len);
+    let positions = Positions::of_sample(&pkg.manifest, inputs)?.range(pi.len..layout.seq_len);
     let rotary = engine::rotary(pkg, &positions)?;
     Ok(Some(Split {
         prefix,

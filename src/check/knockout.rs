@@ -36,6 +36,7 @@ pub fn sample_inputs(pkg: &Package) -> Result<SampleInputs> {
             PIXEL_SEED,
         ),
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout,
     })
 }

@@ -150,6 +150,7 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
     let inputs = SampleInputs {
         pixels: input.pixel_values,
         frame_indices: input.sampled.indices.clone(),
+        seconds_per_frame: input.sampled.seconds_per_frame(),
         layout,
     };
     let scores = answer::answer(pkg, &inputs)?;
@@ -225,6 +226,7 @@ fn run_generate(
     let inputs = SampleInputs {
         pixels: input.pixel_values,
         frame_indices: input.sampled.indices.clone(),
+        seconds_per_frame: input.sampled.seconds_per_frame(),
         layout,
     };
     let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)

@@ -67,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let inputs = SampleInputs {
         pixels,
         frame_indices: Vec::new(),
+        seconds_per_frame: None,
         layout,
     };
     let settings = BenchSettings {

@@ -69,7 +69,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(r) = &m.mrope {
         println!(
             "m-rope       a frame is a temporal group of {} decoded frames ({} decoded); {} s \
-             between groups x {} tokens per second; sections {:?}",
+             between groups when the video's rate is unknown, x {} tokens per second; sections \
+             {:?}",
             r.temporal_patch_size,
             v.input_frames(),
             r.seconds_per_group,

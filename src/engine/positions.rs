@@ -10,15 +10,19 @@
 //!   transformers 5.23's helper advances by `max(grid_h, grid_w)` instead, which differs as soon as
 //!   the temporal span reaches the grid size (docs/families/qwen2_5_vl.md).
 //!
+//! The time between groups is the video's own (its frame spacing times the frames per group) when
+//! its frame rate is known, as in the reference, and the manifest's `seconds_per_group` otherwise
+//! (frame folders without `--fps`, the golden files).
+//!
 //! Rows keep their original positions whatever subset is computed (plans never renumber).
 
 use std::ops::Range;
 
 use ndarray::{Array2, Array3, ArrayD, Axis, Ix2, Ix3};
 
+use crate::answer::SampleInputs;
 use crate::error::{Error, Result};
 use crate::package::manifest::{Family, Manifest};
-use crate::prompt::PromptLayout;
 
 /// Position ids of a sequence (or of some of its rows), `[A,S]` with A = 1 or 3 axes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,17 @@ impl Positions {
     /// The positions of a sequence of `len` tokens whose video tokens start at `video_start`
     /// (none: text only) and fill the manifest's frame grid.
     pub fn new(m: &Manifest, video_start: Option<usize>, len: usize) -> Result<Positions> {
+        Positions::timed(m, video_start, len, None)
+    }
+
+    /// [`Positions::new`] with the seconds between temporal groups of this video (M-RoPE;
+    /// `None`: the manifest's `mrope.seconds_per_group`).
+    pub fn timed(
+        m: &Manifest,
+        video_start: Option<usize>,
+        len: usize,
+        seconds_per_group: Option<f64>,
+    ) -> Result<Positions> {
         match (m.family, &m.mrope) {
             (Family::Llama, _) => Ok(Positions {
                 ids: Array2::from_shape_fn((1, len), |(_, i)| i as i64),
@@ -53,7 +68,8 @@ impl Positions {
                         vs + n
                     )));
                 }
-                let step = mrope.tokens_per_second * mrope.seconds_per_group;
+                let seconds = seconds_per_group.unwrap_or(mrope.seconds_per_group);
+                let step = mrope.tokens_per_second * seconds;
                 let mut ids = Array2::<i64>::zeros((3, len));
                 let s = vs as i64;
                 for i in 0..vs {
@@ -78,10 +94,16 @@ impl Positions {
         }
     }
 
-    /// The positions of a prompt layout (its video at the placeholder).
-    pub fn of_layout(m: &Manifest, layout: &PromptLayout) -> Result<Positions> {
+    /// The positions of a sample's whole sequence: its video at the placeholder, timed by the
+    /// video's own frame spacing when known (the reference's `second_per_grid_t` =
+    /// temporal_patch_size / sampling rate), else by the manifest.
+    pub fn of_sample(m: &Manifest, inputs: &SampleInputs) -> Result<Positions> {
+        let layout = &inputs.layout;
         let video = (layout.num_video_tokens() > 0).then_some(layout.placeholder_index);
-        Positions::new(m, video, layout.seq_len)
+        let seconds = inputs
+            .seconds_per_frame
+            .map(|s| s * m.frames_per_group() as f64);
+        Positions::timed(m, video, layout.seq_len, seconds)
     }
 
     /// Positions read from a tensor `[B,S]` (one axis) or `[A,B,S]`, batch element 0.

@@ -61,6 +61,9 @@ pub struct PrefixInputs<'a> {
     pub placeholder: usize,
     /// Spliced length P: `ids.len() - 1 + video tokens`.
     pub len: usize,
+    /// The video's seconds between sampled frames (M-RoPE time positions; see
+    /// `SampleInputs::seconds_per_frame`).
+    pub seconds_per_frame: Option<f64>,
 }
 
 /// How the prefix rows attend among themselves.
@@ -191,6 +194,12 @@ fn key_of(inputs: &PrefixInputs<'_>, masks: PrefixMasks<'_>, layers: usize) -> O
     h.update(b"vidflow prefix v1");
     h.update(&(inputs.len as u64).to_le_bytes());
     h.update(&(inputs.placeholder as u64).to_le_bytes());
+    h.update(
+        &inputs
+            .seconds_per_frame
+            .map_or(u64::MAX, f64::to_bits)
+            .to_le_bytes(),
+    );
     h.update(&(layers as u64).to_le_bytes());
     for d in inputs.pixels.shape() {
         h.update(&(*d as u64).to_le_bytes());
@@ -265,7 +274,11 @@ fn compute(
             embeds.dim(1)
         )));
     }
-    let positions = Positions::new(&pkg.manifest, Some(inputs.placeholder), p)?;
+    let m = &pkg.manifest;
+    let seconds = inputs
+        .seconds_per_frame
+        .map(|s| s * m.frames_per_group() as f64);
+    let positions = Positions::timed(m, Some(inputs.placeholder), p, seconds)?;
     let rot = rotary(pkg, &positions)?;
     let all: Vec<usize> = (0..p).collect();
     let causal;

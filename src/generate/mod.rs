@@ -180,8 +180,7 @@ pub fn generate(
     let mut tokens = Vec::new();
     let mut next = sampler.next(&logits);
     // Generated tokens continue after the prompt's largest position (the family's rule).
-    let positions =
-        Positions::of_layout(&pkg.manifest, &inputs.layout)?.with_generated(spec.max_tokens);
+    let positions = Positions::of_sample(&pkg.manifest, inputs)?.with_generated(spec.max_tokens);
     let finish = loop {
         tokens.push(next);
         if !on_token(next) {

@@ -145,7 +145,7 @@ pub fn run_baseline(pkg: &Package, inputs: &SampleInputs) -> Result<Baseline> {
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let positions = engine::Positions::of_layout(&pkg.manifest, &inputs.layout)?;
+                let positions = engine::Positions::of_sample(&pkg.manifest, inputs)?;
                 let rotary = engine::rotary(pkg, &positions)?;
                 let embeds = data.copy(&hidden[0])?;
                 let joined = engine::ForwardOutput {

@@ -172,6 +172,7 @@ impl Engine {
             .map_err(|e| engine_error(e, param, reference))?;
         Ok(SampleInputs {
             pixels: input.pixel_values,
+            seconds_per_frame: input.sampled.seconds_per_frame(),
             frame_indices: input.sampled.indices,
             layout,
         })

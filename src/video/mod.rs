@@ -79,6 +79,18 @@ pub struct SampledFrames {
     pub decode_errors: usize,
 }
 
+impl SampledFrames {
+    /// Seconds between consecutive sampled frames: the mean spacing of the indices over the frame
+    /// rate. `None` without a frame rate or with fewer than two frames. (Qwen2.5-VL's reference
+    /// takes frames in the video / frames sampled / fps: the same up to the rounding of indices.)
+    pub fn seconds_per_frame(&self) -> Option<f64> {
+        let fps = self.fps.filter(|f| f.is_finite() && *f > 0.0)?;
+        let (first, last) = (*self.indices.first()?, *self.indices.last()?);
+        let n = self.indices.len();
+        (n >= 2).then(|| (last - first) as f64 / (n - 1) as f64 / fps)
+    }
+}
+
 /// Preprocessed input for the vision graph plus the frames it came from.
 #[derive(Debug, Clone)]
 pub struct VideoInput {
