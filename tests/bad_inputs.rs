@@ -398,6 +398,11 @@ impl Videos {
 
 /// A copy of the tiny package: manifest and tokenizer copied, graphs linked to the fixture's.
 fn package_copy(s: &Scratch, name: &str) -> PathBuf {
+    package_copy_of(s, name, &tiny())
+}
+
+/// [`package_copy`] of the package at `src`.
+fn package_copy_of(s: &Scratch, name: &str, src: &Path) -> PathBuf {
     let dir = s.dir(name);
     let link_all = |from: &Path, to: &Path| {
         for entry in std::fs::read_dir(from).unwrap() {
@@ -414,9 +419,9 @@ fn package_copy(s: &Scratch, name: &str) -> PathBuf {
             }
         }
     };
-    link_all(&tiny(), &dir);
+    link_all(src, &dir);
     std::fs::create_dir_all(dir.join("layers")).unwrap();
-    link_all(&tiny().join("layers"), &dir.join("layers"));
+    link_all(&src.join("layers"), &dir.join("layers"));
     dir
 }
 
@@ -1550,6 +1555,87 @@ fn info_refuses_broken_packages() {
         kw!["unexpected argument"],
         args!["info", &t, &t],
     ));
+
+    // Families: the manifest's family, its mrope section and trailing video tokens must agree with
+    // each other and with the graphs (a llama package, then the Qwen2.5-VL test package).
+    let mrope = "{temporal_patch_size: 2, tokens_per_second: 2, seconds_per_group: 1.0, sections: [2, 3, 3]}";
+    let qwen_src = repo("tests/fixtures/tiny-qwen2_5_vl");
+    let qwen_with = |name: &str, path: &str, value: &str| -> PathBuf {
+        let pkg = package_copy_of(&s, name, &qwen_src);
+        let mut doc = read_manifest(&pkg);
+        *yaml_at(&mut doc, path) = yaml(value);
+        std::fs::write(pkg.join("model.yaml"), serde_yaml::to_string(&doc).unwrap()).unwrap();
+        pkg
+    };
+    for (name, pkg, says) in [
+        (
+            "family unknown",
+            package_with(&s, "family", Some("qwen3")),
+            kw!["family: unknown variant `qwen3`", "`llama` or `qwen2_5_vl`"],
+        ),
+        (
+            "family qwen2_5_vl without mrope",
+            package_with(&s, "family", Some("qwen2_5_vl")),
+            kw!["family qwen2_5_vl needs an mrope section"],
+        ),
+        (
+            "mrope on a llama package",
+            package_with(&s, "mrope", Some(mrope)),
+            kw!["mrope is set but family is llama"],
+        ),
+        (
+            "mrope with an unknown field",
+            qwen_with("q-field", "mrope.fps", "2"),
+            kw!["unknown field `fps`", "temporal_patch_size"],
+        ),
+        (
+            "mrope.sections off rope_dim",
+            qwen_with("q-sections", "mrope.sections", "[2, 3, 4]"),
+            kw!["mrope.sections [2, 3, 4] cover 18 rotary dims, but rope_dim is 16"],
+        ),
+        (
+            "mrope.temporal_patch_size zero",
+            qwen_with("q-tps", "mrope.temporal_patch_size", "0"),
+            kw!["mrope.temporal_patch_size is 0"],
+        ),
+        (
+            "mrope.seconds_per_group negative",
+            qwen_with("q-spg", "mrope.seconds_per_group", "-1.0"),
+            kw!["mrope.seconds_per_group is -1; it must be finite and >= 0"],
+        ),
+        (
+            "mrope.temporal_patch_size off the vision graph",
+            qwen_with("q-tps3", "mrope.temporal_patch_size", "3"),
+            kw![
+                "vision.onnx",
+                "the vision graph ran on 12 blank frames of 64x64: video.num_frames 4 x 3 decoded \
+                 frames per group"
+            ],
+        ),
+        (
+            "a qwen2_5_vl rope graph in a llama package",
+            {
+                let pkg = qwen_with("q-llama", "family", "llama");
+                let mut doc = read_manifest(&pkg);
+                yaml_remove(&mut doc, "mrope");
+                std::fs::write(pkg.join("model.yaml"), serde_yaml::to_string(&doc).unwrap())
+                    .unwrap();
+                pkg
+            },
+            kw!["rope.onnx", "position_ids", "rank 3"],
+        ),
+        (
+            "video.trailing_tokens off the vision graph",
+            package_with(&s, "video.trailing_tokens", Some("1")),
+            kw![
+                "vision.onnx",
+                "1 frames gave 16 video tokens, but the manifest's grid 4x4 and 1 trailing tokens \
+                 implies 17"
+            ],
+        ),
+    ] {
+        cases.push(case(format!("families: {name}"), 1, says, info(&pkg)));
+    }
     run_table("info", cases);
 }
 

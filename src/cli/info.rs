@@ -30,7 +30,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         _ => v.frames_per_group,
     };
     let frame = ndarray::Array4::<f32>::zeros((frames, 3, v.frame_height, v.frame_width));
-    vidflow::engine::encode_video(&pkg, frame.view())?;
+    vidflow::engine::encode_video(&pkg, frame.view()).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(the vision graph ran on {frames} blank frames of {}x{}: video.num_frames {} x \
+             {} decoded frames per group)",
+            v.frame_height,
+            v.frame_width,
+            v.num_frames,
+            v.frames_per_group
+        )
+    })?;
     let m = &pkg.manifest;
     let v = &m.video;
     println!("package      {}", args.package.display());
