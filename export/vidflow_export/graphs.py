@@ -15,6 +15,10 @@ from torch import nn
 from . import contract as c
 from .layer import wrap_layer
 
+# Package dtypes by manifest name. bfloat16: graphs for ONNX Runtime's CUDA provider (its CPU
+# kernels have no bfloat16 MatMul).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
 
 class VisionGraph(nn.Module):
     """pixel_values [F,3,H,W] -> video_embeds [F*h*w, D], through the model's own get_video_features."""

@@ -782,7 +782,7 @@ def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: 
                    num_frames: int | None = None, attention: str = "eager") -> dict:
     """Reference-layout checkpoint -> vidflow package (every graph, tokenizer.json, model.yaml); returns
     the manifest. `num_frames` overrides config.json's (the eval and the analyses run 8)."""
-    from .export import DTYPES
+    from .graphs import DTYPES
 
     if attention == "fused" and dtype != "float32":
         raise ValueError(f"fused attention is float32 only, not {dtype}")

@@ -345,7 +345,7 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
 
     `frames`: the manifest's video.num_frames (default: the processor's num_frames, else
     DEFAULT_FRAMES); the vision graph itself takes any frame count."""
-    from .export import DTYPES
+    from .graphs import DTYPES
 
     if attention == "fused" and dtype != "float32":
         raise ValueError(f"fused attention is float32 only, not {dtype}")

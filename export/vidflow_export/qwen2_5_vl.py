@@ -424,7 +424,7 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
     num_frames / temporal_patch_size, else DEFAULT_GROUPS). `frame_hw`: the fixed frame size
     (default `frame_size`). `seconds_per_group`: default temporal_patch_size / the processor's fps
     (HF's second_per_grid_ts for a video sampled at that rate; Qwen's default fps is 2)."""
-    from .export import DTYPES
+    from .graphs import DTYPES
 
     if attention == "fused" and dtype != "float32":
         raise ValueError(f"fused attention is float32 only, not {dtype}")
