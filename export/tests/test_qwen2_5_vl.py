@@ -323,13 +323,15 @@ def test_hf_forward_with_our_positions_is_the_golden(model, manifest, meta, gold
     assert max_err(own.logits[:, -1], golden["prefill.logits_last"]) > WRONG
 
 
-def test_rules_agree_where_the_temporal_span_is_below_the_grid(model, manifest, meta, golden):
-    """0.5 s per group: t = s + 0..3 stays below s + max(grid) = s + 4, so both rules agree, and HF's
-    full forward (position_ids=None: its own helper) equals the HF layers run with our positions."""
+@pytest.mark.parametrize("seconds", [0.5, 0.375, 0.25])
+def test_rules_agree_where_the_temporal_span_is_below_the_grid(model, manifest, meta, golden, seconds):
+    """Time steps of 1, 0.75 (fractional: t = 0, 0, 1, 2 after flooring) and 0.5 positions per group
+    keep the temporal span below max(grid) = 4, so both rules agree, and HF's full forward
+    (position_ids=None: its own helper) equals the HF layers run with our positions."""
     S, s = meta["seq_len"], meta["video_start"]
     ids = expanded_ids(golden, meta, manifest)
-    ours = q.mrope_positions(S, s, 4, 4, 4, 2, 0.5)
-    assert np.array_equal(q.hf_rope_index(model, ids, 4, 64, 64, 0.5)[:, 0].numpy(), ours)
+    ours = q.mrope_positions(S, s, 4, 4, 4, 2, seconds)
+    assert np.array_equal(q.hf_rope_index(model, ids, 4, 64, 64, seconds)[:, 0].numpy(), ours)
     pixels = torch.from_numpy(golden["pixel_values"])
     embeds = torch.from_numpy(golden["embeds"])
     positions = torch.from_numpy(ours)[:, None]
@@ -340,7 +342,7 @@ def test_rules_agree_where_the_temporal_span_is_below_the_grid(model, manifest, 
         got = model(input_ids=ids, pixel_values_videos=q.patchify(pixels, 2, 8, 2),
                     video_grid_thw=grid(model, manifest),
                     mm_token_type_ids=(ids == model.config.video_token_id).int() * 2,
-                    second_per_grid_ts=torch.tensor([0.5]), output_hidden_states=True)
+                    second_per_grid_ts=torch.tensor([seconds]), output_hidden_states=True)
     for layer in range(manifest["num_layers"]):
         assert_close(got.hidden_states[layer], states[layer], TOL, f"hidden {layer}")
     assert_close(got.logits, want, TOL, "logits")
