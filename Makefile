@@ -42,6 +42,8 @@ fixture: setup
 	bash export/make_fixture.sh
 	bash export/make_fixture_qwen2_5_vl.sh
 	bash export/make_fixture_llava_onevision.sh
+	bash export/make_fixture_pllava.sh
+	bash export/make_fixture_internvl.sh
 
 lint:
 	cargo fmt --check

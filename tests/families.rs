@@ -508,3 +508,44 @@ fn llava_onevision_newline_is_video_and_no_frame() {
 fn llava_onevision_runs_every_command() {
     every_command_runs(&onevision_dir(), 4);
 }
+
+// The paper's own checkpoint layouts, converted (export/vidflow_export/pllava.py, internvl.py):
+// goldens from module classes mirroring the reference's structure.
+
+fn pllava_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-pllava")
+}
+
+fn internvl_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-internvl")
+}
+
+/// The video plus the token right after it (template text: `\n` for PLLaVA, `</img>` for
+/// InternVL) — a video group that swallowed its closing text.
+fn with_next_token(video: &[usize]) -> Vec<usize> {
+    let mut v = video.to_vec();
+    v.push(v.last().unwrap() + 1);
+    v
+}
+
+#[test]
+fn pllava_matches_the_reference_structure() {
+    golden_check_passes(&pllava_dir());
+    groups_match_pytorch(&pllava_dir(), with_next_token);
+}
+
+#[test]
+fn internvl_matches_the_reference_structure() {
+    golden_check_passes(&internvl_dir());
+    groups_match_pytorch(&internvl_dir(), with_next_token);
+}
+
+#[test]
+fn pllava_runs_every_command() {
+    every_command_runs(&pllava_dir(), 4);
+}
+
+#[test]
+fn internvl_runs_every_command() {
+    every_command_runs(&internvl_dir(), 4);
+}

@@ -13,10 +13,19 @@ the HF directory's architecture; position_ids [1,S] = token index) and `qwen2_5_
 A package whose vision graph appends embeddings after the last frame (manifest
 `video.trailing_tokens`, LLaVA-OneVision's newline) has them spliced right after the frames: they
 belong to the group `video` and to no `frame[i]`; golden.yaml then says `trailing_tokens`.
+
+The paper's converted checkpoints (config.json architectures ["PllavaForConditionalGeneration"] /
+["InternVLChatModel"]; family `llama`) are referenced by their converter's reference-structure model
+(pllava.load / internvl.load) through a `Converted` adapter: the language model's own embedding,
+decoder layers, final norm and LM head, the converter's reference-structure video features, and the
+rotary module the package's rope graph is traced from (InternVL: internvl.ShortRope).
 """
 
+import json
 import os
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,7 +33,8 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
 from . import contract as c
-from .hf import LLAVA_ONEVISION, architecture, load_video_llm, text_model
+from .hf import LLAVA_ONEVISION, architecture, load_video_llm
+from .hf import text_model as hf_text_model
 from .manifest import MROPE_FAMILY, VIDEO_TRAILING, dump_yaml
 from .manifest import read as read_manifest
 from .prompt import render
@@ -161,10 +171,69 @@ def synthetic_frames(manifest: dict, seed: int = 0) -> np.ndarray:
 
 # ---- the PyTorch reference -------------------------------------------------------------------------
 
+PLLAVA_ARCH = "PllavaForConditionalGeneration"
+INTERNVL_ARCH = "InternVLChatModel"
+
+
+@dataclass
+class Converted:
+    """A converter's reference-structure model as the golden computation sees it: `text` has
+    `layers`, `norm`, `embed_tokens`, `rotary_emb` and `config`; `head` is the LM head;
+    `video_features(pixel_values [F,3,H,W]) -> [N,D]`."""
+
+    reference: object
+    text: object
+    head: torch.nn.Module
+    video_features: Callable
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def converted(reference, rotary_emb=None) -> Converted:
+    """The adapter of a pllava.load / internvl.load model; `rotary_emb` replaces the language
+    model's own rotary module (InternVL: the package's short-factor `ShortRope`)."""
+    lm = reference.language_model
+    inner = lm.model
+    text = SimpleNamespace(layers=inner.layers, norm=inner.norm, embed_tokens=inner.embed_tokens,
+                           config=inner.config, rotary_emb=rotary_emb or inner.rotary_emb)
+    if hasattr(reference, "extract_feature"):  # InternVL: frames folded into one video, frame-major
+        feats = reference.extract_feature
+    else:  # PLLaVA: CLIP features, projector, adaptive 3D pool
+        feats = reference.video_features
+    return Converted(reference, text, lm.get_output_embeddings(), lambda pixels: feats(pixels)[0])
+
+
+def text_model(model):
+    """The decoder stack of an HF model (hf.text_model) or of a `Converted` adapter."""
+    return model.text if isinstance(model, Converted) else hf_text_model(model)
+
+
+def converted_architecture(hf_dir: str) -> str | None:
+    """PLLAVA_ARCH / INTERNVL_ARCH when the directory is such a reference-layout checkpoint, else None."""
+    try:
+        with open(os.path.join(hf_dir, "config.json")) as f:
+            arch = (json.load(f).get("architectures") or [None])[0]
+    except (OSError, ValueError):
+        return None
+    return arch if arch in (PLLAVA_ARCH, INTERNVL_ARCH) else None
+
 
 def load_model(hf_dir: str, manifest: dict):
     """The HF model of the package's family (float32, eager attention); within `llama`, the HF
-    directory's architecture picks LLaVA-OneVision."""
+    directory's architecture picks LLaVA-OneVision, or a converter's reference-structure model
+    (PLLaVA, InternVL: a `Converted` adapter)."""
+    arch = converted_architecture(hf_dir)
+    if arch == PLLAVA_ARCH:
+        from . import pllava
+
+        v = manifest["video"]  # the package's pooled frames and grid are its pooling_shape
+        return converted(pllava.load(hf_dir, (v["num_frames"], v["grid_h"], v["grid_w"])))
+    if arch == INTERNVL_ARCH:
+        from . import internvl
+
+        model = internvl.load(hf_dir, manifest["video"]["num_frames"])
+        return converted(model, internvl.ShortRope(model.text_config))
     if manifest["family"] == MROPE_FAMILY:
         from .qwen2_5_vl import load
 
@@ -194,7 +263,9 @@ def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
     """(video_embeds [N,D], embeds [1,S,D]) from the HF model's own embedding and video features
     (N = seq.num_video_tokens: LLaVA-OneVision's get_video_features ends with the newline)."""
     text = text_model(model)
-    if getattr(model.config, "model_type", None) == "qwen2_5_vl":
+    if isinstance(model, Converted):
+        video = model.video_features(pixel_values)
+    elif getattr(model.config, "model_type", None) == "qwen2_5_vl":
         from .qwen2_5_vl import video_features
 
         video = video_features(model, pixel_values, seq.num_frames)
