@@ -23,14 +23,17 @@ def architecture(hf_dir: str) -> str:
     return archs[0]
 
 
+def load_eager(model_class, hf_dir: str):
+    """`model_class.from_pretrained(hf_dir)` in float32 with eager attention, eval mode: the form
+    every export and golden reference runs (attention written out, no fused kernels)."""
+    return model_class.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="eager").eval()
+
+
 def load_video_llm(hf_dir: str):
-    """Loads a LlavaNextVideoForConditionalGeneration in float32 with eager attention, eval mode."""
+    """Loads a LlavaNextVideoForConditionalGeneration (load_eager)."""
     from transformers import LlavaNextVideoForConditionalGeneration
 
-    model = LlavaNextVideoForConditionalGeneration.from_pretrained(
-        hf_dir, dtype=torch.float32, attn_implementation="eager"
-    )
-    return model.eval()
+    return load_eager(LlavaNextVideoForConditionalGeneration, hf_dir)
 
 
 def text_model(model):

@@ -485,12 +485,6 @@ def tiny_preprocessor(image_size: int = 64) -> dict:
     }
 
 
-def train_tokenizer(seed: int = 0) -> Tokenizer:
-    """The tiny BPE tokenizer, trained on multiple-choice prompts rendered with `prompt_spec`."""
-    texts = tk.corpus(seed, spec=prompt_spec(), answer_end=f") {EOS}")
-    return tk.train(seed=seed, texts=texts, special_tokens=SPECIAL_TOKENS)
-
-
 @torch.no_grad()
 def randomize(model: nn.Module, seed: int) -> None:
     """Matrices ~ N(0, 1/fan_in); norm weights ~ 1 + N(0, 0.1^2); CLIP's class embedding ~ N(0, 1);
@@ -515,7 +509,7 @@ def write_random_checkpoint(out_dir: str, seed: int = 0, config_overrides: dict 
     from safetensors.torch import save_file
 
     os.makedirs(out_dir, exist_ok=True)
-    tok = train_tokenizer(seed)
+    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, f") {EOS}", seed)
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
     config.update(config_overrides or {})

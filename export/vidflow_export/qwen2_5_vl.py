@@ -33,7 +33,7 @@ from torch import nn
 from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
-from .hf import text_model, video_processor_settings
+from .hf import load_eager, text_model, video_processor_settings
 
 ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
 FAMILY = "qwen2_5_vl"
@@ -164,12 +164,6 @@ def tiny_processor_settings() -> dict:
     }
 
 
-def train_tokenizer(seed: int = 0) -> Tokenizer:
-    """The tiny BPE tokenizer, trained on multiple-choice prompts rendered with `prompt_spec`."""
-    texts = tk.corpus(seed, spec=prompt_spec(), answer_end=IM_END)
-    return tk.train(seed=seed, texts=texts, special_tokens=SPECIAL_TOKENS)
-
-
 def build_tiny(out_dir: str, seed: int = 0):
     """Writes the tiny Qwen2.5-VL, its tokenizer and video processor settings to `out_dir`."""
     from transformers import Qwen2_5_VLForConditionalGeneration
@@ -177,7 +171,7 @@ def build_tiny(out_dir: str, seed: int = 0):
     from .tiny import _rescale_init
 
     os.makedirs(out_dir, exist_ok=True)
-    tok = train_tokenizer(seed)
+    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, IM_END, seed)
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
     torch.manual_seed(seed)
@@ -194,11 +188,10 @@ def build_tiny(out_dir: str, seed: int = 0):
 
 
 def load(hf_dir: str):
-    """Loads a Qwen2_5_VLForConditionalGeneration in float32 with eager attention, eval mode."""
+    """Loads a Qwen2_5_VLForConditionalGeneration (hf.load_eager)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="eager")
-    return model.eval()
+    return load_eager(Qwen2_5_VLForConditionalGeneration, hf_dir)
 
 
 # ---- frames -> the vision tower's input ----------------------------------------------------------------

@@ -60,6 +60,12 @@ def corpus(seed: int = 0, n: int = 400, spec: dict | None = None, answer_end: st
     return texts
 
 
+def train_on_prompts(spec: dict, special_tokens: list[str], answer_end: str, seed: int = 0) -> Tokenizer:
+    """A family's tiny tokenizer: trained on the generated corpus rendered with its prompt `spec`
+    (each prompt followed by its answer and `answer_end`), its `special_tokens` at ids 0.."""
+    return train(seed=seed, texts=corpus(seed, spec=spec, answer_end=answer_end), special_tokens=special_tokens)
+
+
 def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None,
           special_tokens: list[str] | None = None) -> Tokenizer:
     """Trains the tokenizer on `texts` (default: the generated corpus of `seed`); the special
