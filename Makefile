@@ -40,10 +40,6 @@ test-python:
 # Regenerates the committed test packages and their golden files (deterministic).
 fixture: setup
 	bash export/make_fixture.sh
-	bash export/make_fixture_qwen2_5_vl.sh
-	bash export/make_fixture_llava_onevision.sh
-	bash export/make_fixture_pllava.sh
-	bash export/make_fixture_internvl.sh
 
 lint:
 	cargo fmt --check

@@ -1,5 +1,5 @@
 """The committed test packages of the paper's converted checkpoint layouts, tests/fixtures/tiny-pllava and
-tests/fixtures/tiny-internvl (export/make_fixture_pllava.sh, export/make_fixture_internvl.sh): ONNX
+tests/fixtures/tiny-internvl (`export/make_fixture.sh pllava internvl`): ONNX
 Runtime through the committed package reproduces the committed PyTorch goldens (computed with the
 converter's reference-structure model, golden.py's `Converted`), and a fresh regeneration from the
 seed-0 reference-layout checkpoint gives the committed golden files."""
