@@ -75,35 +75,14 @@ def main(argv=None) -> int:
     y.add_argument("--vidflow", default=None, help="vidflow binary (default: target/release/vidflow of this checkout)")
     y.add_argument("--work", default=None, help="folder for the datasets and HF checkpoints (default: a temporary one)")
 
-    pl = sub.add_parser("pllava", help="PLLaVA-layout checkpoint (Map the Flow's LLaVA-NeXT-*-Video-FT) "
-                        "-> model package")
-    pl.add_argument("--ckpt", required=True, help="checkpoint directory (config.json, weights, tokenizer.json)")
-    pl.add_argument("--out", required=True, help="package directory to write")
-    pl.add_argument("--name", default=None, help="package name (default: the checkpoint directory's name)")
-    pl.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    pl = converter_parsers(sub, "pllava", "PLLaVA", "Map the Flow's LLaVA-NeXT-*-Video-FT")
     pl.add_argument("--pooling-shape", type=int, nargs=3, metavar=("T", "H", "W"), default=None,
                     help="override config.json's pooling_shape (the eval's --pooling_shape 8-12-12); "
                     "T is also the number of input frames")
-    pl.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
-
-    plr = sub.add_parser("pllava-random", help="tiny random-weight checkpoint in the PLLaVA reference layout")
-    plr.add_argument("--out", required=True, help="checkpoint directory to write")
-    plr.add_argument("--seed", type=int, default=0)
-
-    iv = sub.add_parser("internvl", help="InternVL-layout checkpoint (Map the Flow's Mini-InternVL-4B-Video-FT) "
-                        "-> model package")
-    iv.add_argument("--ckpt", required=True, help="checkpoint directory (config.json, weights, tokenizer.json)")
-    iv.add_argument("--out", required=True, help="package directory to write")
-    iv.add_argument("--name", default=None, help="package name (default: the checkpoint directory's name)")
-    iv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    iv = converter_parsers(sub, "internvl", "InternVL", "Map the Flow's Mini-InternVL-4B-Video-FT")
     iv.add_argument("--frames", type=int, default=None,
                     help="frames per video, the manifest's video.num_frames (default: config.json's num_frames; "
                     "the paper's eval and analyses run 8)")
-    iv.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
-
-    ivr = sub.add_parser("internvl-random", help="tiny random-weight checkpoint in the InternVL reference layout")
-    ivr.add_argument("--out", required=True, help="checkpoint directory to write")
-    ivr.add_argument("--seed", type=int, default=0)
 
     args = p.parse_args(argv)
     if args.cmd == "build-tiny":
@@ -186,6 +165,21 @@ def main(argv=None) -> int:
         write_internvl(args.out, seed=args.seed)
         print(f"wrote the tiny InternVL-layout checkpoint to {args.out}")
     return 0
+
+
+def converter_parsers(sub, name: str, layout: str, models: str):
+    """`NAME --ckpt DIR --out PKG` (returned, for the layout's own options) and `NAME-random --out DIR`
+    for one of the paper's checkpoint layouts."""
+    conv = sub.add_parser(name, help=f"{layout}-layout checkpoint ({models}) -> model package")
+    conv.add_argument("--ckpt", required=True, help="checkpoint directory (config.json, weights, tokenizer.json)")
+    conv.add_argument("--out", required=True, help="package directory to write")
+    conv.add_argument("--name", default=None, help="package name (default: the checkpoint directory's name)")
+    conv.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    conv.add_argument("--attention", choices=["eager", "fused"], default="eager", help=ATTENTION_HELP)
+    rand = sub.add_parser(f"{name}-random", help=f"tiny random-weight checkpoint in the {layout} reference layout")
+    rand.add_argument("--out", required=True, help="checkpoint directory to write")
+    rand.add_argument("--seed", type=int, default=0)
+    return conv
 
 
 if __name__ == "__main__":
