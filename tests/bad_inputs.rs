@@ -1633,6 +1633,29 @@ fn info_refuses_broken_packages() {
                  implies 17"
             ],
         ),
+        (
+            "per-frame text on qwen2_5_vl",
+            qwen_with("q-frames", "prompt.frame_separator", "','"),
+            kw!["family qwen2_5_vl places its video as one block of M-RoPE positions"],
+        ),
+        (
+            "prompt.frame_prefix with an unknown field",
+            package_with(&s, "prompt.frame_prefix", Some("'Frame {n}: '")),
+            kw!["prompt.frame_prefix \"Frame {n}: \" has a brace field other than {i}"],
+        ),
+        (
+            "prompt.frame_separator with a field",
+            package_with(&s, "prompt.frame_separator", Some("'{t}'")),
+            kw!["prompt.frame_separator \"{t}\" is literal text"],
+        ),
+        (
+            "prompt.frame_prefix holding the placeholder",
+            package_with(&s, "prompt.frame_prefix", Some("'<video>'")),
+            kw![
+                "video_token_id",
+                "appears 8 times in the prompt, expected 4 (one per frame)"
+            ],
+        ),
     ] {
         cases.push(case(format!("families: {name}"), 1, says, info(&pkg)));
     }

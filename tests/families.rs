@@ -365,12 +365,12 @@ const GOLDEN_OPTIONS: [&str; 3] = ["It bounces back", "It stops", "It rolls to t
 
 /// `[L,B,S,S]` blocked flags of a golden case rebuilt from vidflow's token groups of the golden
 /// prompt (causality plus the case's block rules; `cross-frame` = frame[j] ↛ frame[i], j < i),
-/// with `video` replaced by `video_override` when given.
+/// with the groups named in `overrides` replaced.
 fn case_blocked(
     golden: &Golden,
     layout: &vidflow::prompt::PromptLayout,
     case: &str,
-    video_override: Option<&[usize]>,
+    overrides: &[(String, Vec<usize>)],
 ) -> ndarray::Array4<u8> {
     let meta = &golden.meta;
     let c = golden.case(case);
@@ -382,9 +382,9 @@ fn case_blocked(
         }
     }
     let group = |name: &str| -> Vec<usize> {
-        match (name, video_override) {
-            ("video", Some(v)) => v.to_vec(),
-            _ => layout.group(name).unwrap().to_vec(),
+        match overrides.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => v.clone(),
+            None => layout.group(name).unwrap().to_vec(),
         }
     };
     for rule in &c.blocks {
@@ -434,18 +434,30 @@ fn groups_match_pytorch(dir: &Path, wrong_video: impl Fn(&[usize]) -> Vec<usize>
     assert_eq!(layout.seq_len, golden.meta.seq_len);
     for case in ["knockout", "batch2"] {
         let want = golden.u8(&format!("{case}.blocked"));
-        let got = case_blocked(&golden, &layout, case, None);
+        let got = case_blocked(&golden, &layout, case, &[]);
         assert_eq!(got.into_dyn(), want, "{case}: masks differ from PyTorch's");
     }
     let wrong = wrong_video(layout.group("video").unwrap());
-    let got = case_blocked(&golden, &layout, "knockout", Some(&wrong));
-    let want = golden.u8("knockout.blocked");
-    let differ = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    let differ = knockout_edges_changed(dir, &[("video".into(), wrong)]);
     eprintln!(
         "{}: a misplaced separator changes {differ} knockout mask edges",
         dir.display()
     );
     assert!(differ > 0, "a misplaced separator went unnoticed");
+}
+
+/// How many edges of the golden knockout case change when vidflow's groups of the golden prompt
+/// are replaced by `overrides`.
+fn knockout_edges_changed(dir: &Path, overrides: &[(String, Vec<usize>)]) -> usize {
+    let pkg = open(dir);
+    let golden = Golden::load_from(dir);
+    let layout = PromptBuilder::new(&pkg.manifest, dir)
+        .unwrap()
+        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
+        .unwrap();
+    let got = case_blocked(&golden, &layout, "knockout", overrides);
+    let want = golden.u8("knockout.blocked");
+    got.iter().zip(want.iter()).filter(|(a, b)| a != b).count()
 }
 
 #[test]
@@ -548,4 +560,100 @@ fn pllava_runs_every_command() {
 #[test]
 fn internvl_runs_every_command() {
     every_command_runs(&internvl_dir(), 4);
+}
+
+// VideoLLaMA3 (export/vidflow_export/videollama3.py): `Time {t}s:` before each frame, `,` between.
+
+fn videollama3_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-videollama3")
+}
+
+/// The golden prompt's layout on the VideoLLaMA3 package.
+fn videollama3_layout() -> vidflow::prompt::PromptLayout {
+    let dir = videollama3_dir();
+    let pkg = open(&dir);
+    PromptBuilder::new(&pkg.manifest, &dir)
+        .unwrap()
+        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
+        .unwrap()
+}
+
+#[test]
+fn videollama3_matches_pytorch() {
+    golden_check_passes(&videollama3_dir());
+}
+
+#[test]
+fn videollama3_groups_and_masks_match_pytorch() {
+    // The text between frames is video (video -> last blocks it): leaving it out of `video`
+    // must change the knockout's masks.
+    let sep = videollama3_layout().groups.video_sep;
+    assert!(!sep.is_empty());
+    groups_match_pytorch(&videollama3_dir(), |video| {
+        video.iter().copied().filter(|p| !sep.contains(p)).collect()
+    });
+    // The reference's own frame ranges put `,Time t s:` in the frame after it; vidflow keeps a
+    // frame to its vision rows. Taking the reference's ranges must change the cross-frame masks.
+    let l = videollama3_layout();
+    let frames = &l.groups.frames;
+    let reference: Vec<(String, Vec<usize>)> = (0..frames.len())
+        .map(|i| {
+            let start = if i == 0 {
+                l.first_video()
+            } else {
+                frames[i - 1].last().unwrap() + 1
+            };
+            (
+                format!("frame[{i}]"),
+                (start..frames[i].last().unwrap() + 1).collect(),
+            )
+        })
+        .collect();
+    let differ = knockout_edges_changed(&videollama3_dir(), &reference);
+    eprintln!("videollama3: the reference's frame ranges change {differ} knockout mask edges");
+    assert!(differ > 0);
+}
+
+#[test]
+fn videollama3_frames_are_their_rows_and_the_text_between_is_video_sep() {
+    let dir = videollama3_dir();
+    let pkg = open(&dir);
+    let builder = PromptBuilder::new(&pkg.manifest, &dir).unwrap();
+    let l = videollama3_layout();
+    let v = &pkg.manifest.video;
+    let hw = v.grid_h * v.grid_w;
+    let tok = builder.tokenizer();
+    let text = |ps: &[usize]| -> String {
+        let ids: Vec<u32> = ps
+            .iter()
+            .map(|&p| l.token_id_at(p).unwrap() as u32)
+            .collect();
+        tok.decode(&ids, false).unwrap()
+    };
+    assert_eq!(l.slots.len(), v.num_frames);
+    for (i, f) in l.groups.frames.iter().enumerate() {
+        assert_eq!(f.len(), hw);
+        assert!(
+            f.windows(2).all(|w| w[1] == w[0] + 1),
+            "frame {i} contiguous"
+        );
+        let before: Vec<usize> = if i == 0 {
+            (l.first_video()..f[0]).collect()
+        } else {
+            (l.groups.frames[i - 1].last().unwrap() + 1..f[0]).collect()
+        };
+        let want = format!("{}Time {i}.0s:", if i == 0 { "" } else { "," });
+        assert_eq!(text(&before), want, "text before frame {i}");
+        assert!(before.iter().all(|p| l.groups.video_sep.contains(p)));
+    }
+    // The video ends with the last frame; `\n` after it is template.
+    let end = l.video_range().end;
+    assert_eq!(end, l.groups.frames.last().unwrap().last().unwrap() + 1);
+    assert_eq!(text(&[end]), "\n");
+    assert!(l.groups.template.contains(&end));
+}
+
+#[test]
+fn videollama3_runs_every_command() {
+    every_command_runs(&videollama3_dir(), 4);
 }

@@ -58,6 +58,9 @@ fn llava_prompt() -> PromptSpec {
         instruction: "\nOnly give the best option.".into(),
         assistant_prefix: " ASSISTANT: ".into(),
         answer_prefix: "Best option:(".into(),
+        frame_prefix: String::new(),
+        frame_suffix: String::new(),
+        frame_separator: String::new(),
     }
 }
 
@@ -76,6 +79,9 @@ fn qwen_prompt() -> PromptSpec {
         instruction: "\nOnly give the best option.".into(),
         assistant_prefix: "\nassistant\n".into(),
         answer_prefix: "Best option: (".into(),
+        frame_prefix: String::new(),
+        frame_suffix: String::new(),
+        frame_separator: String::new(),
     }
 }
 
@@ -537,7 +543,7 @@ fn rendering_is_the_documented_concatenation() {
          Question: What happened?\nOptions:\n(A) a\n(B) b\nOnly give the best option. ASSISTANT: \
          Best option:("
     );
-    assert_eq!(r.slice(&r.placeholder), "<video>");
+    assert_eq!(r.slice(&r.placeholders[0]), "<video>");
     assert_eq!(r.slice(&r.question_text), "What happened?");
     assert_eq!(
         r.slice(&r.question_block),
@@ -545,4 +551,129 @@ fn rendering_is_the_documented_concatenation() {
     );
     assert_eq!(r.slice(&r.options[1].full), "(B) b");
     assert_eq!(r.slice(&r.options[1].text), "b");
+}
+
+/// VideoLLaMA3-style video: `Time {t}s:` before each frame's placeholder, `,` between frames.
+fn per_frame_prompt() -> PromptSpec {
+    let mut p = qwen_prompt();
+    p.frame_prefix = "Time {t}s:".into();
+    p.frame_separator = ",".into();
+    p
+}
+
+#[test]
+fn per_frame_text_is_video_and_in_no_frame() {
+    let b = builder_with(Kind::ByteLevel, per_frame_prompt());
+    let times = [0.0, 2.5, 5.04, 7.55];
+    let l = b
+        .layout_at("What happened?", &["a", "b"], Some(0), &times)
+        .unwrap();
+    // The text, written out by hand (7.55 is 7.549999... in binary: one decimal rounds it down).
+    let video = "Time 0.0s:<|video_pad|>,Time 2.5s:<|video_pad|>,Time 5.0s:<|video_pad|>,\
+                 Time 7.5s:<|video_pad|>";
+    let text = format!(
+        "system\nYou are a helpful assistant.\nuser\n{video}\nQuestion: What happened?\n\
+         Options:\n(A) a\n(B) b\nOnly give the best option.\nassistant\nBest option: ("
+    );
+    assert_eq!(l.rendered.text, text);
+    assert_eq!(l.rendered.slice(&l.rendered.video), video);
+    assert_eq!(l.slots.len(), FRAMES);
+    let per_frame = GRID_H * GRID_W;
+    assert!(l.slots.iter().all(|s| s.rows == per_frame));
+    assert_eq!(l.seq_len, l.input_ids.len() - FRAMES + FRAMES * per_frame);
+
+    let g = &l.groups;
+    // Each frame is exactly its placeholder's rows.
+    for (i, f) in g.frames.iter().enumerate() {
+        let start = l.spliced_position(l.slots[i].index);
+        assert_eq!(
+            *f,
+            (start..start + per_frame).collect::<Vec<_>>(),
+            "frame {i}"
+        );
+        assert!(f.iter().all(|&p| l.token_id_at(p).is_none()));
+    }
+    // The text between frames is video and video.sep, and decodes to the separators.
+    let between = |a: usize, z: usize| -> Vec<usize> { (a..z).collect() };
+    let first = l.video_range().start;
+    assert_eq!(
+        decode(&b, &l, &between(first, g.frames[0][0])),
+        "Time 0.0s:"
+    );
+    for (i, want) in [",Time 2.5s:", ",Time 5.0s:", ",Time 7.5s:"]
+        .iter()
+        .enumerate()
+    {
+        let gap = between(g.frames[i].last().unwrap() + 1, g.frames[i + 1][0]);
+        assert_eq!(
+            decode(&b, &l, &gap),
+            *want,
+            "between frames {i} and {}",
+            i + 1
+        );
+        assert!(gap.iter().all(|p| g.video_sep.contains(p)));
+    }
+    let frames: BTreeSet<usize> = g.frames.iter().flatten().copied().collect();
+    let sep: Vec<usize> = g
+        .video
+        .iter()
+        .copied()
+        .filter(|p| !frames.contains(p))
+        .collect();
+    assert_eq!(g.video_sep, sep);
+    assert_eq!(g.video, between(first, g.frames[3].last().unwrap() + 1));
+    assert_eq!(
+        decode(&b, &l, &g.system),
+        "system\nYou are a helpful assistant.\nuser\n"
+    );
+    assert_eq!(
+        g.question[0],
+        l.video_range().end + 1,
+        "after_video's newline is template"
+    );
+    assert_eq!(decode(&b, &l, &g.question_text).trim(), "What happened?");
+    // Every text entry of input_ids sits where spliced_position says.
+    for k in 0..l.input_ids.len() {
+        if l.slots.iter().all(|s| s.index != k) {
+            assert_eq!(l.token_id_at(l.spliced_position(k)), Some(l.input_ids[k]));
+        }
+    }
+    // The default times are 0, 1, 2, ... seconds.
+    let d = b.layout("What happened?", &["a", "b"], None).unwrap();
+    assert!(d
+        .rendered
+        .text
+        .contains("Time 0.0s:<|video_pad|>,Time 1.0s:<|video_pad|>,Time 2.0s:"));
+}
+
+#[test]
+fn per_frame_prompts_need_one_time_per_frame() {
+    let b = builder_with(Kind::ByteLevel, per_frame_prompt());
+    let e = b
+        .layout_at("What happened?", &["a", "b"], None, &[0.0, 1.0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("2 frame times given for a prompt of 4 frames"),
+        "{e}"
+    );
+    let e = b
+        .layout_at(
+            "What happened?",
+            &["a", "b"],
+            None,
+            &[0.0, 1.0, f64::NAN, 3.0],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("frame time NaN"), "{e}");
+    // A question holding the placeholder adds one too many.
+    let e = b
+        .layout("Is <|video_pad|> here?", &["a", "b"], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("appears 5 times in the prompt, expected 4 (one per frame)"),
+        "{e}"
+    );
 }

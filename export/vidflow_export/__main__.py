@@ -18,10 +18,14 @@ def main(argv=None) -> int:
     t = sub.add_parser("build-tiny", help="random-weight tiny video LLM + tokenizer, HF format")
     t.add_argument("--out", required=True, help="HF model directory to write")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--family", choices=["llava_next_video", "qwen2_5_vl", "llava_onevision"],
-                   default="llava_next_video", help="LLaVA-NeXT-Video (default), Qwen2.5-VL or LLaVA-OneVision")
+    t.add_argument("--family",
+                   choices=["llava_next_video", "qwen2_5_vl", "llava_onevision", "videollama3", "internvl_hf"],
+                   default="llava_next_video",
+                   help="LLaVA-NeXT-Video (default), Qwen2.5-VL, LLaVA-OneVision, VideoLLaMA3 or InternVL "
+                   "(transformers' InternVLForConditionalGeneration)")
 
-    e = sub.add_parser("export", help="HF LLaVA-NeXT-Video, Qwen2.5-VL or LLaVA-OneVision directory -> model package "
+    e = sub.add_parser("export", help="HF LLaVA-NeXT-Video, Qwen2.5-VL, LLaVA-OneVision, VideoLLaMA3 or InternVL "
+                       "(-hf) directory -> model package "
                        "(the architecture is read from config.json)")
     e.add_argument("--hf", required=True, help="HF model directory")
     e.add_argument("--out", required=True, help="package directory to write")
@@ -90,6 +94,10 @@ def main(argv=None) -> int:
             from .qwen2_5_vl import build_tiny
         elif args.family == "llava_onevision":
             from .llava_onevision import build_tiny
+        elif args.family == "videollama3":
+            from .videollama3 import build_tiny
+        elif args.family == "internvl_hf":
+            from .internvl_hf import build_tiny
         else:
             from .tiny import build_tiny
 

@@ -1,11 +1,12 @@
 """`export`: a Hugging Face directory -> model package (docs/package.md).
 
 The architecture (config.json `architectures[0]`) picks the family's own file, one per family as
-candle keeps one per architecture: llava_next_video.py, qwen2_5_vl.py, llava_onevision.py. The
+candle keeps one per architecture: llava_next_video.py, qwen2_5_vl.py, llava_onevision.py,
+videollama3.py, internvl_hf.py (transformers' InternVLForConditionalGeneration). The
 paper's own checkpoint layouts have their converters (pllava.py, internvl.py)."""
 
 from .graphs import DTYPES  # noqa: F401  (the dtypes `export` takes, by name)
-from .hf import LLAVA_NEXT_VIDEO, LLAVA_ONEVISION, QWEN2_5_VL, architecture
+from .hf import INTERNVL_HF, LLAVA_NEXT_VIDEO, LLAVA_ONEVISION, QWEN2_5_VL, VIDEOLLAMA3, architecture
 
 
 def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: int | None = None,
@@ -30,6 +31,14 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
 
         return llava_onevision.export_package(hf_dir, out_dir, dtype=dtype, frames=frames, name=name,
                                               attention=attention)
+    if arch == VIDEOLLAMA3:
+        from . import videollama3
+
+        return videollama3.export_package(hf_dir, out_dir, dtype=dtype, frames=frames, name=name, attention=attention)
+    if arch == INTERNVL_HF:
+        from . import internvl_hf
+
+        return internvl_hf.export_package(hf_dir, out_dir, dtype=dtype, frames=frames, name=name, attention=attention)
     assert arch == LLAVA_NEXT_VIDEO, arch
     from . import llava_next_video
 

@@ -10,6 +10,16 @@ the HF directory's architecture; position_ids [1,S] = token index) and `qwen2_5_
 [3,1,S] by qwen2_5_vl.mrope_positions, fed to the model's own M-RoPE rotary module; pixel_values
 [F*tp,3,H,W] through qwen2_5_vl.video_features).
 
+A per-frame prompt (VideoLLaMA3: `Time t s:` before each frame, `,` between frames; prompt.py) has one
+placeholder per frame: each frame's rows are spliced at its own placeholder, the group `video` runs
+from the first token of the first frame's text to the last frame's last row (the text between frames
+included, in group `video.sep` and in no `frame[i]`), and golden.yaml then says `frame_starts` (the
+spliced position of each frame's first row; `video_start` is the first position of the group `video`).
+The VideoLLaMA3 model (family `llama`) is told apart by the HF directory's architecture. So is
+transformers' native InternVL (`InternVLForConditionalGeneration`, family `llama`; its per-frame text is
+`Frame{i}: <img>` before and `</img>` after each frame, `\n` between frames), whose video features
+are its own get_image_features on the frames as single-tile images (internvl_hf.video_features).
+
 A package whose vision graph appends embeddings after the last frame (manifest
 `video.trailing_tokens`, LLaVA-OneVision's newline) has them spliced right after the frames: they
 belong to the group `video` and to no `frame[i]`; golden.yaml then says `trailing_tokens`.
@@ -33,11 +43,11 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
 from . import contract as c
-from .hf import LLAVA_ONEVISION, architecture, load_video_llm
+from .hf import INTERNVL_HF, LLAVA_ONEVISION, VIDEOLLAMA3, architecture, load_video_llm
 from .hf import text_model as hf_text_model
 from .manifest import MROPE_FAMILY, VIDEO_TRAILING, dump_yaml
 from .manifest import read as read_manifest
-from .prompt import render
+from .prompt import per_frame, render
 
 QUESTION = "What does the red ball do after it hits the wall?"
 OPTIONS = ["It bounces back", "It stops", "It rolls to the left"]
@@ -46,7 +56,14 @@ OPTIONS = ["It bounces back", "It stops", "It rolls to the left"]
 @dataclass
 class Sequence:
     """The spliced sequence: token ids, and token-index groups (design.md §2). The video is
-    num_frames * tokens_per_frame frame tokens, then `trailing_tokens` embeddings of no frame."""
+    num_frames * tokens_per_frame frame tokens, then `trailing_tokens` embeddings of no frame.
+
+    A per-frame prompt (prompt.per_frame: text between the frames, VideoLLaMA3's `Time 1.0s:` and
+    `,`) has one placeholder per frame: `frame_starts` holds the spliced position of each frame's
+    first row, and the video region [video_start, video_end) runs from the first token of the first
+    frame's prefix to the last row of the last frame (its suffix included); the text tokens in it
+    belong to `video` (and `video.sep`) and to no `frame[i]`. Without them (None) the frames follow
+    each other from `video_start`."""
 
     input_ids: list[int]
     video_start: int
@@ -54,19 +71,32 @@ class Sequence:
     tokens_per_frame: int
     seq_len: int
     trailing_tokens: int = 0
+    frame_starts: list[int] | None = None
+    video_end: int | None = None
 
     @property
     def num_video_tokens(self) -> int:
         return self.num_frames * self.tokens_per_frame + self.trailing_tokens
 
     def frame(self, i: int) -> range:
-        start = self.video_start + i * self.tokens_per_frame
+        start = self.video_start + i * self.tokens_per_frame if self.frame_starts is None else self.frame_starts[i]
         return range(start, start + self.tokens_per_frame)
 
+    def video_rows(self) -> list[int]:
+        """Every spliced position of a vision embedding (the frames' rows and the trailing ones)."""
+        rows = [k for i in range(self.num_frames) for k in self.frame(i)]
+        end = self.frame(self.num_frames - 1).stop
+        return rows + list(range(end, end + self.trailing_tokens))
+
     def group(self, name: str) -> list[int]:
-        """The groups golden.yaml names: `video`, `last`, `frame[i]`."""
+        """The groups golden.yaml names: `video`, `video.sep`, `last`, `frame[i]`."""
         if name == "video":
+            if self.video_end is not None:
+                return list(range(self.video_start, self.video_end))
             return list(range(self.video_start, self.video_start + self.num_video_tokens))
+        if name == "video.sep":
+            rows = set(self.video_rows())
+            return [k for k in self.group("video") if k not in rows]
         if name == "last":
             return [self.seq_len - 1]
         if name.startswith("frame[") and name.endswith("]"):
@@ -74,21 +104,57 @@ class Sequence:
         raise ValueError(f"unknown token group {name!r}")
 
 
-def build_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION, options=OPTIONS) -> Sequence:
-    """Renders the manifest's prompt, tokenizes it (bos prepended) and places the video tokens (the
-    frames' tokens, then the manifest's `video.trailing_tokens`)."""
+def spliced_layout(ids: list[int], placeholders: list[int], rows_per_placeholder: list[int]) -> list[int]:
+    """Spliced start position of each token of `ids` (and, last, the spliced length): a placeholder
+    at token index placeholders[j] becomes rows_per_placeholder[j] rows, every other token one."""
+    rows = dict(zip(placeholders, rows_per_placeholder))
+    starts, pos = [], 0
+    for k in range(len(ids)):
+        starts.append(pos)
+        pos += rows.get(k, 1)
+    return starts + [pos]
+
+
+def sequence_from_tokens(manifest: dict, ids: list[int], offsets: list[tuple[int, int]], video_span: tuple[int, int],
+                         placeholder_spans: list[tuple[int, int]]) -> Sequence:
+    """The Sequence of a tokenized prompt (bos, when the manifest names one, already prepended, with
+    offset (0, 0)). `video_span` and `placeholder_spans` are prompt.Rendered's character spans; a
+    per-frame prompt has one placeholder token per frame, each exactly its placeholder's text, and
+    the video region is every token that overlaps `video_span`."""
     special = manifest["special_tokens"]
-    text = render(manifest["prompt"], question, list(options)).text
-    ids = list(tok.encode(text, add_special_tokens=False).ids)
-    if special["bos_token_id"] is not None:
-        ids = [special["bos_token_id"]] + ids
+    v = manifest["video"]
     video_id = special["video_token_id"]
-    if ids.count(video_id) != 1:
-        raise ValueError(f"the prompt holds {ids.count(video_id)} video placeholder tokens, expected 1")
-    F = manifest["video"]["num_frames"]
-    hw = manifest["video"]["grid_h"] * manifest["video"]["grid_w"]
-    trailing = manifest["video"].get(VIDEO_TRAILING, 0)
-    return Sequence(ids, ids.index(video_id), F, hw, len(ids) - 1 + F * hw + trailing, trailing)
+    F, hw = v["num_frames"], v["grid_h"] * v["grid_w"]
+    trailing = v.get(VIDEO_TRAILING, 0)
+    if not per_frame(manifest["prompt"]):
+        if ids.count(video_id) != 1:
+            raise ValueError(f"the prompt holds {ids.count(video_id)} video placeholder tokens, expected 1")
+        return Sequence(ids, ids.index(video_id), F, hw, len(ids) - 1 + F * hw + trailing, trailing)
+    places = [k for k, t in enumerate(ids) if t == video_id]
+    if len(places) != F:
+        raise ValueError(f"the per-frame prompt holds {len(places)} video placeholder tokens, expected {F}")
+    if [tuple(offsets[k]) for k in places] != [tuple(s) for s in placeholder_spans]:
+        raise ValueError("the video placeholder tokens are not exactly the rendered placeholders")
+    starts = spliced_layout(ids, places, [hw] * (F - 1) + [hw + trailing])
+    a, b = video_span
+    region = [k for k, (s, e) in enumerate(offsets) if s < b and e > a]
+    if region != list(range(region[0], region[-1] + 1)):
+        raise ValueError(f"the video region's tokens are not one run: {region}")
+    return Sequence(ids, starts[region[0]], F, hw, starts[-1], trailing,
+                    frame_starts=[starts[k] for k in places], video_end=starts[region[-1] + 1])
+
+
+def build_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION, options=OPTIONS) -> Sequence:
+    """Renders the manifest's prompt (a per-frame one with frame i at i seconds), tokenizes it (bos
+    prepended) and places the video tokens (the frames' tokens, then the manifest's
+    `video.trailing_tokens`)."""
+    r = render(manifest["prompt"], question, list(options), num_frames=manifest["video"]["num_frames"])
+    enc = tok.encode(r.text, add_special_tokens=False)
+    ids, offsets = list(enc.ids), list(enc.offsets)
+    bos = manifest["special_tokens"]["bos_token_id"]
+    if bos is not None:
+        ids, offsets = [bos] + ids, [(0, 0)] + offsets
+    return sequence_from_tokens(manifest, ids, offsets, r.video, r.placeholders)
 
 
 # ---- masks -----------------------------------------------------------------------------------------
@@ -239,11 +305,19 @@ def load_model(hf_dir: str, manifest: dict):
 
         return load(hf_dir)
     try:
-        onevision = architecture(hf_dir) == LLAVA_ONEVISION
+        arch = architecture(hf_dir)
     except ValueError:  # not one `export` takes: loaded as LLaVA-NeXT-Video, as before
-        onevision = False
-    if onevision:
+        arch = None
+    if arch == LLAVA_ONEVISION:
         from .llava_onevision import load
+
+        return load(hf_dir)
+    if arch == VIDEOLLAMA3:
+        from .videollama3 import load
+
+        return load(hf_dir)
+    if arch == INTERNVL_HF:
+        from .internvl_hf import load
 
         return load(hf_dir)
     return load_video_llm(hf_dir)
@@ -269,15 +343,33 @@ def spliced_embeddings(model, seq: Sequence, pixel_values: torch.Tensor):
         from .qwen2_5_vl import video_features
 
         video = video_features(model, pixel_values, seq.num_frames)
+    elif getattr(model.config, "model_type", None) == "video_llama_3":
+        from .videollama3 import video_features
+
+        video = video_features(model, pixel_values)
+    elif getattr(model.config, "model_type", None) == "internvl":
+        from .internvl_hf import video_features
+
+        video = video_features(model, pixel_values)
     else:
         video = model.model.get_video_features(pixel_values[None], return_dict=True).pooler_output[0]
     ids = torch.tensor([seq.input_ids])
     emb = text.embed_tokens(ids)
-    v = seq.video_start
     if video.shape[0] != seq.num_video_tokens:
         raise ValueError(f"the model gave {video.shape[0]} video embeddings, the manifest's video section "
                          f"{seq.num_video_tokens}")
-    embeds = torch.cat((emb[:, :v], video[None].to(emb.dtype), emb[:, v + 1:]), dim=1)
+    if seq.frame_starts is None:
+        v = seq.video_start
+        embeds = torch.cat((emb[:, :v], video[None].to(emb.dtype), emb[:, v + 1:]), dim=1)
+    else:  # one placeholder per frame: frame i's rows (the last frame's with the trailing ones) at placeholder i
+        n, F = seq.tokens_per_frame, seq.num_frames
+        parts, prev = [], 0
+        for i in range(F):
+            k = seq.frame_starts[i] - i * (n - 1)  # placeholder i's token index
+            rows = video[i * n:(i + 1) * n] if i < F - 1 else video[i * n:]
+            parts += [emb[:, prev:k], rows[None].to(emb.dtype)]
+            prev = k + 1
+        embeds = torch.cat(parts + [emb[:, prev:]], dim=1)
     assert embeds.shape[1] == seq.seq_len
     return video, embeds
 
@@ -366,7 +458,8 @@ def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> di
     case("batch2", case_blocked(L, 2, seq, BATCH2_BLOCKS))
 
     # extend: rows P..S-1 with past K/V of rows 0..P-1 from the knockout prefill.
-    P = prefix_len if prefix_len is not None else seq.video_start + 2 * seq.tokens_per_frame + seq.tokens_per_frame // 2
+    mid_frame_2 = seq.frame(min(2, seq.num_frames - 1)).start + seq.tokens_per_frame // 2
+    P = prefix_len if prefix_len is not None else mid_frame_2
     if not 0 < P < S:
         raise ValueError(f"prefix_len {P} outside 1..{S - 1}")
     past_k, past_v = k_keys[:, :, :, :P].contiguous(), k_values[:, :, :, :P].contiguous()
@@ -389,6 +482,7 @@ def generate(hf_dir: str, package_dir: str, prefix_len: int | None = None) -> di
         "tokens_per_frame": seq.tokens_per_frame,
         "num_frames": seq.num_frames,
         **({VIDEO_TRAILING: seq.trailing_tokens} if seq.trailing_tokens else {}),
+        **({"frame_starts": list(seq.frame_starts)} if seq.frame_starts is not None else {}),
         "prefix_len": P,
         "cases": [
             {"name": "prefill", "batch": 1, "description": "plain causal mask in every layer; "

@@ -5,14 +5,16 @@ The prompt is the open-ended one (`prompt.render_open`), tokenized like `golden.
 F*h*w frame tokens, then the manifest's `video.trailing_tokens`, LLaVA-OneVision's newline, part of
 the group `video` and of no `frame[i]`); the frames are `golden.synthetic_frames(manifest, 0)`, the
 pixels of golden.safetensors. The model, video features and positions are the family's, as in
-`golden`: token indices for `llama` (LLaVA-NeXT-Video, LLaVA-OneVision); for `qwen2_5_vl` the prompt's
+`golden`: token indices for `llama` (LLaVA-NeXT-Video, LLaVA-OneVision, VideoLLaMA3 and InternVL, whose
+per-frame prompts have one placeholder per frame, golden.Sequence); for `qwen2_5_vl` the prompt's
 M-RoPE positions `qwen2_5_vl.manifest_positions` (text after the video at the largest vision position
 + 1), and each generated token one more than the largest position so far on all three axes
 (src/engine/positions.rs `with_generated`), fed as [3,1,T] to the model's own rotary module. Two cases:
 
 - `full`, llama family: HF's own `generate` (greedy) on the real HF path: the video placeholder
   expanded to the video's tokens as the processor does (F*h*w, plus the trailing newline for
-  LLaVA-OneVision), `pixel_values_videos`, HF's causal mask and KV cache. It is cross-checked against
+  LLaVA-OneVision), `pixel_values_videos` (InternVL: the frames as single-tile images in
+  `pixel_values`, as its processor passes a video), HF's causal mask and KV cache. It is cross-checked against
   the dense loop below with no blocks (same tokens, same logits).
   `full`, qwen2_5_vl: the dense loop below with no blocks. HF's `generate` places the text after the
   video by transformers 5.23's `get_rope_index`, which is not the official rule once the temporal
@@ -44,7 +46,7 @@ from . import golden as gd
 from .hf import text_model
 from .manifest import MROPE_FAMILY, VIDEO_TRAILING
 from .manifest import read as read_manifest
-from .prompt import render_open
+from .prompt import per_frame, render_open_parts
 
 GENERATE_FILE = "generate.json"
 QUESTION = "What does the red ball do?"
@@ -123,27 +125,29 @@ class GenSequence(gd.Sequence):
 
 
 def build_open_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION) -> tuple[str, GenSequence]:
-    """(prompt text, sequence of the prompt alone) for the open-ended prompt."""
+    """(prompt text, sequence of the prompt alone) for the open-ended prompt (a per-frame prompt with
+    frame i at i seconds, as golden.build_sequence)."""
     spec = manifest["prompt"]
     special = manifest["special_tokens"]
-    text = render_open(spec, question)
+    r = render_open_parts(spec, question, num_frames=manifest["video"]["num_frames"])
+    text = r.text
     enc = tok.encode(text, add_special_tokens=False)
     ids, offsets = list(enc.ids), list(enc.offsets)
     if special["bos_token_id"] is not None:
         ids = [special["bos_token_id"]] + ids
         offsets = [(0, 0)] + offsets
+    base = gd.sequence_from_tokens(manifest, ids, offsets, r.video, r.placeholders)
     video_id = special["video_token_id"]
-    if ids.count(video_id) != 1:
-        raise ValueError(f"the prompt holds {ids.count(video_id)} video placeholder tokens, expected 1")
-    v = ids.index(video_id)
-    F = manifest["video"]["num_frames"]
-    hw = manifest["video"]["grid_h"] * manifest["video"]["grid_w"]
-    trailing = manifest["video"].get(VIDEO_TRAILING, 0)
-    n = F * hw + trailing
+    places = [k for k, t in enumerate(ids) if t == video_id]
+    F, hw, trailing = base.num_frames, base.tokens_per_frame, base.trailing_tokens
+    rows = [F * hw + trailing] if base.frame_starts is None else [hw] * (F - 1) + [hw + trailing]
+    starts = gd.spliced_layout(ids, places, rows)
+    # The last token of the video region (the placeholder itself without per-frame text).
+    a, b = r.video
+    v = max(k for k, (s, e) in enumerate(offsets) if s < b and e > a)
 
     # The question's character span, and the tokens overlapping it.
-    q0 = len(spec["system"] + spec["user_prefix"] + spec["video_placeholder"] + spec["after_video"])
-    q1 = q0 + len(question)
+    q0, q1 = r.question_text
     assert text[q0:q1] == question
     ks = [k for k, (a, b) in enumerate(offsets) if k and a < q1 and b > q0]
     if not ks or ks != list(range(ks[0], ks[-1] + 1)):
@@ -154,10 +158,11 @@ def build_open_sequence(manifest: dict, tok: Tokenizer, question: str = QUESTION
     between = [k for k in range(v + 1, ks[0]) if offsets[k][1] > q0 or offsets[k][0] < q0 - len(spec["after_video"])]
     if between or ks[-1] + 1 >= len(ids) or offsets[ks[-1] + 1][0] < q1:
         raise ValueError("the question's tokens are not exactly those between after_video and the assistant prefix")
-    question_positions = [k + n - 1 for k in ks]  # spliced (all after the video)
-    S = len(ids) - 1 + n
+    question_positions = [starts[k] for k in ks]  # spliced (all after the video)
+    assert starts[-1] == base.seq_len
     mrope = manifest if manifest["family"] == MROPE_FAMILY else None
-    return text, GenSequence(ids, v, F, hw, S, trailing, prompt_len=S, question=question_positions, mrope=mrope)
+    fields = {k: getattr(base, k) for k in gd.Sequence.__dataclass_fields__}
+    return text, GenSequence(**fields, prompt_len=base.seq_len, question=question_positions, mrope=mrope)
 
 
 # ---- the dense masked greedy loop ------------------------------------------------------------------
@@ -210,14 +215,32 @@ def dense_greedy(model, prompt_embeds: torch.Tensor, seq: GenSequence, blocks, m
 
 def expanded_input_ids(seq: gd.Sequence) -> list[int]:
     """input_ids as the processor feeds the model: the video placeholder repeated once per video
-    embedding (F*h*w, plus the trailing ones); the model scatters the video features into those
-    positions."""
-    ids, v = seq.input_ids, seq.video_start
-    return ids[:v] + [ids[v]] * seq.num_video_tokens + ids[v + 1:]
+    embedding (F*h*w, plus the trailing ones), or, in a per-frame prompt, each frame's placeholder
+    repeated h*w times (the last frame's also the trailing ones); the model scatters the video
+    features into those positions."""
+    ids = seq.input_ids
+    if seq.frame_starts is None:
+        v = seq.video_start
+        return ids[:v] + [ids[v]] * seq.num_video_tokens + ids[v + 1:]
+    n, F = seq.tokens_per_frame, seq.num_frames
+    places = [seq.frame_starts[i] - i * (n - 1) for i in range(F)]
+    out, prev = [], 0
+    for i, k in enumerate(places):
+        out += ids[prev:k] + [ids[k]] * (n + (seq.trailing_tokens if i == F - 1 else 0))
+        prev = k + 1
+    return out + ids[prev:]
 
 
 def is_qwen(model) -> bool:
     return getattr(model.config, "model_type", None) == "qwen2_5_vl"
+
+
+def is_videollama3(model) -> bool:
+    return getattr(model.config, "model_type", None) == "video_llama_3"
+
+
+def is_internvl_hf(model) -> bool:
+    return getattr(model.config, "model_type", None) == "internvl"
 
 
 @torch.no_grad()
@@ -225,7 +248,10 @@ def hf_generate(model, seq: gd.Sequence, pixel_values: torch.Tensor, max_new_tok
                 pad_token_id, seconds_per_group: float | None = None):
     """HF `generate` (greedy, KV cache). Returns (new tokens, logits [steps,V]).
 
-    LLaVA-NeXT-Video / LLaVA-OneVision: `pixel_values_videos` [1,F,3,H,W]. Qwen2.5-VL: the frames
+    LLaVA-NeXT-Video / LLaVA-OneVision: `pixel_values_videos` [1,F,3,H,W]. VideoLLaMA3: the frames
+    patchified as its processor does, `video_grid_thw` and `video_merge_sizes` (no compression mask:
+    every frame keeps all its tokens). InternVL: the frames [F,3,H,W] as `pixel_values`, one tile
+    per frame (InternVLProcessor merges a video's frames into `pixel_values`). Qwen2.5-VL: the frames
     patchified as its processor does, `video_grid_thw`, `second_per_grid_ts` = `seconds_per_group`
     and `mm_token_type_ids`; HF then places positions by its own get_rope_index (not vidflow's rule
     once the temporal span reaches the grid size)."""
@@ -244,6 +270,17 @@ def hf_generate(model, seq: gd.Sequence, pixel_values: torch.Tensor, max_new_tok
             mm_token_type_ids=(ids == model.config.video_token_id).to(torch.int32) * 2,  # video = 2
         )
         model.model.rope_deltas = None  # HF keeps these between calls
+    elif is_videollama3(model):
+        from .videollama3 import grid_thw, merge_sizes, patchify
+
+        vcfg = model.config.vision_config
+        kwargs = dict(
+            pixel_values_videos=patchify(pixel_values, vcfg.patch_size),
+            video_grid_thw=grid_thw(vcfg, seq.num_frames, pixel_values.shape[2], pixel_values.shape[3]),
+            video_merge_sizes=merge_sizes(),
+        )
+    elif is_internvl_hf(model):
+        kwargs = dict(pixel_values=pixel_values)
     else:
         kwargs = dict(pixel_values_videos=pixel_values[None])
     try:
@@ -324,6 +361,16 @@ def full_reference(model, manifest: dict) -> str:
                 "the video otherwise at this seconds_per_group; where both rules agree (seconds_per_group 0.5) "
                 "HF generate gives this loop's tokens")
     video = "F*h*w video tokens"
+    if per_frame(manifest["prompt"]) and is_internvl_hf(model):
+        return (f"HF {type(model).__name__}.generate (greedy, KV cache, HF causal mask) on input_ids with each "
+                "frame's placeholder expanded to its h*w image tokens (the per-frame text around them as "
+                "rendered) and the frames as single-tile images in pixel_values, as InternVLProcessor passes "
+                "a video; equal to the dense loop with no blocks")
+    if per_frame(manifest["prompt"]):
+        return (f"HF {type(model).__name__}.generate (greedy, KV cache, HF causal mask) on input_ids with each "
+                "frame's placeholder expanded to its h*w video tokens (the per-frame text between them as "
+                "rendered) and pixel_values_videos patchified as the HF video processor lays them out, with "
+                "video_grid_thw and video_merge_sizes (no token compression); equal to the dense loop with no blocks")
     if manifest["video"].get(VIDEO_TRAILING):
         video = f"F*h*w + {manifest['video'][VIDEO_TRAILING]} video tokens (the trailing newline last)"
     return (f"HF {type(model).__name__}.generate (greedy, KV cache, HF causal mask) on "

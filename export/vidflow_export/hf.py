@@ -1,5 +1,5 @@
-"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video, Qwen2.5-VL, LLaVA-OneVision and plain
-Llama-family LMs."""
+"""Loading HF models and reaching their parts, for LLaVA-NeXT-Video, Qwen2.5-VL, LLaVA-OneVision, VideoLLaMA3,
+InternVL (transformers' native InternVLForConditionalGeneration) and plain Llama-family LMs."""
 
 import json
 import os
@@ -10,8 +10,10 @@ import torch
 LLAVA_NEXT_VIDEO = "LlavaNextVideoForConditionalGeneration"
 QWEN2_5_VL = "Qwen2_5_VLForConditionalGeneration"
 LLAVA_ONEVISION = "LlavaOnevisionForConditionalGeneration"
+VIDEOLLAMA3 = "VideoLlama3ForConditionalGeneration"
+INTERNVL_HF = "InternVLForConditionalGeneration"
 # The architectures `export` takes (config.json `architectures[0]`).
-ARCHITECTURES = (LLAVA_NEXT_VIDEO, QWEN2_5_VL, LLAVA_ONEVISION)
+ARCHITECTURES = (LLAVA_NEXT_VIDEO, QWEN2_5_VL, LLAVA_ONEVISION, VIDEOLLAMA3, INTERNVL_HF)
 
 
 def architecture(hf_dir: str) -> str:

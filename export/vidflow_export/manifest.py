@@ -30,6 +30,9 @@ PROMPT_FIELDS = [
     "system", "user_prefix", "video_placeholder", "after_video", "question_prefix", "options_header",
     "option_format", "option_separator", "option_labels", "instruction", "assistant_prefix", "answer_prefix",
 ]
+# Optional last `prompt` fields (Rust `PromptSpec::frame_*`, empty when absent): the per-frame video
+# text (prompt.py); written only when non-empty, so other families' manifests do not change.
+PROMPT_FRAME_FIELDS = ["frame_prefix", "frame_suffix", "frame_separator"]
 SPECIAL_FIELDS = ["video_token_id", "bos_token_id", "eos_token_id", "pad_token_id"]
 # `mrope`: the last top-level field, present exactly for the M-RoPE family (Rust `MropeSpec`).
 MROPE_FIELDS = ["temporal_patch_size", "tokens_per_second", "seconds_per_group", "sections"]
@@ -138,7 +141,12 @@ def check(m: dict) -> None:
         n = m["video"][VIDEO_TRAILING]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"manifest: video.{VIDEO_TRAILING} is {n!r}, expected an integer > 0 (omit it for 0)")
-    fields(m["prompt"], PROMPT_FIELDS, "prompt")
+    frame_fields = [k for k in PROMPT_FRAME_FIELDS if k in m["prompt"]]
+    fields(m["prompt"], PROMPT_FIELDS + frame_fields, "prompt")
+    for k in frame_fields:
+        if not isinstance(m["prompt"][k], str) or not m["prompt"][k]:
+            raise ValueError(f"manifest: prompt.{k} is {m['prompt'][k]!r}, expected a non-empty string "
+                             "(omit it when empty)")
     fields(m["special_tokens"], SPECIAL_FIELDS, "special_tokens")
     if mrope:
         check_mrope(m)

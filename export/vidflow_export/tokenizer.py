@@ -45,9 +45,11 @@ def _fill(rng: random.Random, form: str) -> str:
                        n=rng.randint(1, 9))
 
 
-def corpus(seed: int = 0, n: int = 400, spec: dict | None = None, answer_end: str = f") {EOS}") -> list[str]:
+def corpus(seed: int = 0, n: int = 400, spec: dict | None = None, answer_end: str = f") {EOS}",
+           num_frames: int | None = None) -> list[str]:
     """Rendered multiple-choice prompts with random questions and options, plus answers: the
-    label followed by `answer_end`. `spec` defaults to the MVBench-style spec with `<video>`."""
+    label followed by `answer_end`. `spec` defaults to the MVBench-style spec with `<video>`;
+    `num_frames`: the frames of a per-frame spec (prompt.render)."""
     rng = random.Random(seed)
     spec = mvbench_prompt_spec(VIDEO) if spec is None else spec
     texts = []
@@ -56,14 +58,17 @@ def corpus(seed: int = 0, n: int = 400, spec: dict | None = None, answer_end: st
         question = question[0].upper() + question[1:]
         options = [_fill(rng, rng.choice(_OPTION_FORMS)).capitalize() for _ in range(rng.randint(2, 6))]
         label = spec["option_labels"][rng.randrange(len(options))]
-        texts.append(render(spec, question, options).text + label + answer_end)
+        texts.append(render(spec, question, options, num_frames=num_frames).text + label + answer_end)
     return texts
 
 
-def train_on_prompts(spec: dict, special_tokens: list[str], answer_end: str, seed: int = 0) -> Tokenizer:
+def train_on_prompts(spec: dict, special_tokens: list[str], answer_end: str, seed: int = 0,
+                     num_frames: int | None = None) -> Tokenizer:
     """A family's tiny tokenizer: trained on the generated corpus rendered with its prompt `spec`
-    (each prompt followed by its answer and `answer_end`), its `special_tokens` at ids 0.."""
-    return train(seed=seed, texts=corpus(seed, spec=spec, answer_end=answer_end), special_tokens=special_tokens)
+    (each prompt followed by its answer and `answer_end`; `num_frames` frames for a per-frame spec),
+    its `special_tokens` at ids 0.."""
+    return train(seed=seed, texts=corpus(seed, spec=spec, answer_end=answer_end, num_frames=num_frames),
+                 special_tokens=special_tokens)
 
 
 def train(vocab_size: int = 800, seed: int = 0, texts: list[str] | None = None,

@@ -16,7 +16,7 @@ use crate::package::manifest::VideoSpec;
 use crate::package::{Package, Projection};
 use crate::prompt::{PromptBuilder, PromptLayout};
 use crate::runtime::Tensor;
-use crate::video::load_video;
+use crate::video::{load_video, VideoInput};
 
 /// What the engine needs of a sample, prepared without touching ONNX Runtime.
 pub struct SampleInputs {
@@ -28,6 +28,24 @@ pub struct SampleInputs {
     pub layout: PromptLayout,
 }
 
+impl SampleInputs {
+    /// A decoded video and its prompt, laid out by `layout` from the sampled frames' times
+    /// (which prompts that write `Time {t}s:` per frame show).
+    pub fn new(
+        input: VideoInput,
+        video: &VideoSpec,
+        layout: impl FnOnce(&[f64]) -> Result<PromptLayout>,
+    ) -> Result<SampleInputs> {
+        let layout = layout(&input.sampled.frame_times(video.frames_per_group))?;
+        Ok(SampleInputs {
+            pixels: input.pixel_values,
+            seconds_per_frame: input.sampled.seconds_per_frame(),
+            frame_indices: input.sampled.indices,
+            layout,
+        })
+    }
+}
+
 /// Decodes and samples the video and lays out the prompt.
 pub fn prepare(
     builder: &PromptBuilder,
@@ -35,13 +53,15 @@ pub fn prepare(
     sample: &Sample,
 ) -> Result<SampleInputs> {
     let options: Vec<&str> = sample.options.iter().map(String::as_str).collect();
+    // Prompt errors come before the decoding they would waste.
     let layout = builder.layout(&sample.question, &options, sample.answer)?;
     let input = load_video(&sample.video, video, sample.window, None)?;
-    Ok(SampleInputs {
-        pixels: input.pixel_values,
-        seconds_per_frame: input.sampled.seconds_per_frame(),
-        frame_indices: input.sampled.indices,
-        layout,
+    SampleInputs::new(input, video, |times| {
+        if builder.spec().per_frame() {
+            builder.layout_at(&sample.question, &options, sample.answer, times)
+        } else {
+            Ok(layout)
+        }
     })
 }
 
@@ -52,7 +72,7 @@ pub fn embed(pkg: &Package, inputs: &SampleInputs) -> Result<(Tensor, Rotary)> {
     let ids = Array2::from_shape_vec((1, layout.input_ids.len()), layout.input_ids.clone())
         .expect("one row");
     let text = engine::embed_tokens(pkg, ids.view())?;
-    let embeds = engine::splice_video(pkg, &text, layout.placeholder_index, &video)?;
+    let embeds = engine::splice_video(pkg, &text, &layout.slots, &video)?;
     if embeds.dim(1) != layout.seq_len {
         return Err(Error::Input(format!(
             "the spliced sequence has {} positions but the prompt layout expects {}",
@@ -72,14 +92,14 @@ pub fn prefix_inputs(inputs: &SampleInputs) -> Option<PrefixInputs<'_>> {
     let layout = &inputs.layout;
     let n = layout.num_video_tokens();
     let p = *layout.groups.question.first()?;
-    if p < layout.placeholder_index + n || p >= layout.seq_len {
+    if p < layout.video_range().end || p >= layout.seq_len {
         return None;
     }
-    let ids = p + 1 - n;
+    let ids = p + layout.slots.len() - n;
     Some(PrefixInputs {
         pixels: inputs.pixels.view(),
         ids: &layout.input_ids[..ids],
-        placeholder: layout.placeholder_index,
+        slots: &layout.slots,
         len: p,
         seconds_per_frame: inputs.seconds_per_frame,
     })

@@ -42,11 +42,11 @@ impl AttentionMap {
     }
 }
 
-/// Where the video sits: first position, frames, grid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the video sits: each frame's first position (frames need not be adjacent: text may sit
+/// between them), and the grid of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoGrid {
-    pub start: usize,
-    pub frames: usize,
+    pub frame_starts: Vec<usize>,
     pub h: usize,
     pub w: usize,
 }
@@ -63,7 +63,7 @@ pub fn attention_maps(
     pkg: &Package,
     embeds: &Tensor,
     rotary: &Rotary,
-    grid: VideoGrid,
+    grid: &VideoGrid,
     queries: &[usize],
     layers: &[usize],
     knockout: Option<MapKnockout<'_>>,
@@ -108,7 +108,7 @@ pub fn attention_maps(
 fn map_of(
     layer: usize,
     attn: &ndarray::Array4<f32>,
-    grid: VideoGrid,
+    grid: &VideoGrid,
     queries: &[usize],
 ) -> Result<AttentionMap> {
     let heads = attn.index_axis(Axis(0), 0); // [H,S,S]
@@ -124,18 +124,17 @@ fn map_of(
     }
     let norm = (h * queries.len()) as f64;
     keys.iter_mut().for_each(|v| *v /= norm);
-    let n = grid.frames * grid.h * grid.w;
-    if grid.start + n > s {
+    let hw = grid.h * grid.w;
+    if let Some(&start) = grid.frame_starts.iter().find(|&&a| a + hw > s) {
         return Err(Error::Input(format!(
-            "the video grid ({n} tokens from {}) does not fit {s} positions",
-            grid.start
+            "a video frame ({hw} tokens from {start}) does not fit {s} positions"
         )));
     }
-    let video = &keys[grid.start..grid.start + n];
-    let cells = Array3::from_shape_fn((grid.frames, grid.h, grid.w), |(f, i, j)| {
-        video[f * grid.h * grid.w + i * grid.w + j]
+    let cells = Array3::from_shape_fn((grid.frame_starts.len(), grid.h, grid.w), |(f, i, j)| {
+        keys[grid.frame_starts[f] + i * grid.w + j]
     });
-    let video_mass: f64 = video.iter().sum();
+    // The frames' own rows: text between frames counts as other mass.
+    let video_mass: f64 = cells.iter().sum();
     Ok(AttentionMap {
         layer,
         frames: cells

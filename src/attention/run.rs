@@ -125,8 +125,7 @@ pub fn attention_sample(
     let queries = layout.group(&settings.query)?.to_vec();
     let v = &pkg.manifest.video;
     let grid = VideoGrid {
-        start: layout.placeholder_index,
-        frames: layout.num_frames,
+        frame_starts: layout.groups.frames.iter().map(|f| f[0]).collect(),
         h: v.grid_h,
         w: v.grid_w,
     };
@@ -135,7 +134,7 @@ pub fn attention_sample(
         pkg,
         &embeds,
         &rotary,
-        grid,
+        &grid,
         &queries,
         &settings.layers,
         None,
@@ -147,7 +146,7 @@ pub fn attention_sample(
             pkg,
             &embeds,
             &rotary,
-            grid,
+            &grid,
             &queries,
             &settings.layers,
             Some(MapKnockout {

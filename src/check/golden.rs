@@ -14,6 +14,7 @@ use crate::engine::{self, ForwardSpec, Keep, LayerKv, Masks, Positions, Rotary};
 use crate::error::{Error, Result};
 use crate::mask::{MaskedRows, BLOCKED};
 use crate::package::{Package, Projection};
+use crate::prompt::VideoSlot;
 use crate::runtime::Tensor;
 
 const GROUP: &str = "golden";
@@ -173,12 +174,18 @@ fn inputs(
 
     let text = engine::embed_tokens(pkg, ids.view())?;
     let video_id = pkg.manifest.special_tokens.video_token_id;
-    let at = ids.iter().position(|&t| t == video_id).ok_or_else(|| {
-        Error::Input(format!(
+    let at: Vec<usize> = (0..ids.ncols())
+        .filter(|&k| ids[[0, k]] == video_id)
+        .collect();
+    if at.is_empty() {
+        return Err(Error::Input(format!(
             "golden input_ids hold no video placeholder (id {video_id})"
-        ))
-    })?;
-    let embeds = engine::splice_video(pkg, &text, at, &video)?;
+        )));
+    }
+    let v = &pkg.manifest.video;
+    let slots =
+        VideoSlot::of_placeholders(&at, v.num_frames, v.tokens_per_frame(), v.trailing_tokens)?;
+    let embeds = engine::splice_video(pkg, &text, &slots, &video)?;
     let want = dim::<Ix3, _>(files.f32("embeds")?, "embeds")?;
     let mut d = Diff::default();
     let embeds_host: Array3<f32> = pkg.data().download_as(&embeds)?;
@@ -188,7 +195,7 @@ fn inputs(
     // The family's position rule, applied by vidflow, must give PyTorch's position ids exactly;
     // the rotary tables (and every layer after) then run on vidflow's own positions.
     let want = Positions::from_ids(files.i64("position_ids")?)?;
-    let positions = Positions::new(&pkg.manifest, Some(at), embeds.dim(1))?;
+    let positions = Positions::new(&pkg.manifest, Some(at[0]), embeds.dim(1))?;
     if positions.ids().dim() != want.ids().dim() {
         return Err(Error::Input(format!(
             "vidflow's position ids are {:?} (axes, rows), PyTorch's {:?}",

@@ -145,14 +145,12 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
         window: answer::window(args.start, args.end),
     };
     let opts: Vec<&str> = sample.options.iter().map(String::as_str).collect();
-    let layout = builder.layout(&sample.question, &opts, truth)?;
+    builder.layout(&sample.question, &opts, truth)?;
     let input = load_video(&video, &pkg.manifest.video, sample.window, args.fps)?;
-    let inputs = SampleInputs {
-        pixels: input.pixel_values,
-        frame_indices: input.sampled.indices.clone(),
-        seconds_per_frame: input.sampled.seconds_per_frame(),
-        layout,
-    };
+    let total_frames = input.sampled.total_frames;
+    let inputs = SampleInputs::new(input, &pkg.manifest.video, |times| {
+        builder.layout_at(&sample.question, &opts, truth, times)
+    })?;
     let scores = answer::answer(pkg, &inputs)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -162,7 +160,7 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
             &mut out,
             &sample,
             &inputs.frame_indices,
-            input.sampled.total_frames,
+            total_frames,
             &scores,
         )?;
     }
@@ -216,19 +214,16 @@ fn run_generate(
         masked_rows: args.masked_rows.parse()?,
         stop: vidflow::generate::stop_tokens(pkg),
     };
-    let layout = builder.layout_open(&question, None)?;
+    builder.layout_open(&question, None)?;
     let input = load_video(
         &video,
         &pkg.manifest.video,
         answer::window(args.start, args.end),
         args.fps,
     )?;
-    let inputs = SampleInputs {
-        pixels: input.pixel_values,
-        frame_indices: input.sampled.indices.clone(),
-        seconds_per_frame: input.sampled.seconds_per_frame(),
-        layout,
-    };
+    let inputs = SampleInputs::new(input, &pkg.manifest.video, |times| {
+        builder.layout_open_at(&question, None, times)
+    })?;
     let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)
         .with_context(|| format!("--generate {max_tokens}"))?;
     let text = vidflow::generate::decode_text(builder.tokenizer(), &out.tokens)?;

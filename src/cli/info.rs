@@ -98,6 +98,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.prompt.option_labels.join(""),
         m.prompt.answer_prefix
     );
+    if m.prompt.per_frame() {
+        let p = &m.prompt;
+        println!(
+            "             video written per frame: {:?} joined by {:?} (text between frames: \
+             groups video and video.sep)",
+            format!(
+                "{}{}{}",
+                p.frame_prefix, p.video_placeholder, p.frame_suffix
+            ),
+            p.frame_separator
+        );
+    }
     println!(
         "graphs       vision, embed, rope, {} layers (+ attention variants), 3 heads: all match the manifest",
         pkg.layers.len()

@@ -411,7 +411,7 @@ pub fn run_demo(s: &DemoSettings, mut log: impl FnMut(&str)) -> Result<(DemoSumm
     )?;
     let first_video = builder
         .layout(&subset[0].question, &as_strs(&subset[0].options), None)?
-        .placeholder_index;
+        .first_video();
     let random_ratio = matched_random_ratio(&dirs.eval_pathways, num_layers, first_video)?;
     log(&format!(
         "evaluating with random blocking of as many edges (ratio {random_ratio:.4})"

@@ -7,6 +7,7 @@ use super::positions::Positions;
 use crate::error::{Error, Result};
 use crate::package::names::*;
 use crate::package::{Package, Projection};
+use crate::prompt::VideoSlot;
 use crate::runtime::{Tensor, Upload};
 
 /// Runs the vision graph: `pixel_values [F,3,H,W]` -> `video_embeds [F/g*h*w, D]` (on the device),
@@ -72,14 +73,21 @@ pub fn embed_tokens(pkg: &Package, ids: ArrayView2<'_, i64>) -> Result<Tensor> {
     )?))
 }
 
-/// Replaces the single placeholder row `at` of `text [B,T,D]` by the video rows `[N,D]`
-/// (the same video for every batch entry), giving `[B,T-1+N,D]`, on the device.
-pub fn splice_video(pkg: &Package, text: &Tensor, at: usize, video: &Tensor) -> Result<Tensor> {
+/// Replaces the placeholder rows of `text [B,T,D]` by the video rows `[N,D]` (the same video
+/// for every batch entry), in order: slot i's placeholder takes the next `rows` video rows. One
+/// gather on the device, giving `[B,T-slots+N,D]`.
+pub fn splice_video(
+    pkg: &Package,
+    text: &Tensor,
+    slots: &[VideoSlot],
+    video: &Tensor,
+) -> Result<Tensor> {
     let data = pkg.data();
     let (b, t, d) = (text.dim(0), text.dim(1), text.dim(2));
-    if at >= t {
+    if let Some(s) = slots.iter().find(|s| s.index >= t) {
         return Err(Error::Input(format!(
-            "video placeholder index {at} is outside the sequence of {t} tokens"
+            "video placeholder index {} is outside the sequence of {t} tokens",
+            s.index
         )));
     }
     if video.shape().len() != 2 || video.dim(1) != d {
@@ -89,12 +97,26 @@ pub fn splice_video(pkg: &Package, text: &Tensor, at: usize, video: &Tensor) -> 
         )));
     }
     let n = video.dim(0);
+    let rows: usize = slots.iter().map(|s| s.rows).sum();
+    if rows != n {
+        return Err(Error::Input(format!(
+            "the prompt's video placeholders take {rows} rows, the video has {n}"
+        )));
+    }
     let mut vid = data.reshape(video, &[1, n, d])?;
     if b > 1 {
         vid = data.expand_batch(&vid, b)?;
     }
     let both = data.concat(text, &vid, 1)?;
-    let order: Vec<usize> = (0..at).chain(t..t + n).chain(at + 1..t).collect();
+    let mut order = Vec::with_capacity(t - slots.len() + n);
+    let (mut next_text, mut next_row) = (0, t);
+    for s in slots {
+        order.extend(next_text..s.index);
+        order.extend(next_row..next_row + s.rows);
+        next_text = s.index + 1;
+        next_row += s.rows;
+    }
+    order.extend(next_text..t);
     data.gather(&both, 1, &order)
 }
 

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::mask::{EdgeMask, MaskedRows};
 use crate::package::Package;
 use crate::pathway::MaskSchedule;
+use crate::prompt::VideoSlot;
 use crate::runtime::Tensor;
 
 /// The computed prefix of one (video, prompt head, masks): positions `0..len`.
@@ -58,8 +59,9 @@ impl Prefix {
 pub struct PrefixInputs<'a> {
     pub pixels: ArrayView4<'a, f32>,
     pub ids: &'a [i64],
-    pub placeholder: usize,
-    /// Spliced length P: `ids.len() - 1 + video tokens`.
+    /// The video placeholders in `ids` and their rows.
+    pub slots: &'a [VideoSlot],
+    /// Spliced length P: `ids.len() - slots + video tokens`.
     pub len: usize,
     /// The video's seconds between sampled frames (M-RoPE time positions; see
     /// `SampleInputs::seconds_per_frame`).
@@ -193,7 +195,10 @@ fn key_of(inputs: &PrefixInputs<'_>, masks: PrefixMasks<'_>, layers: usize) -> O
     let mut h = blake3::Hasher::new();
     h.update(b"vidflow prefix v1");
     h.update(&(inputs.len as u64).to_le_bytes());
-    h.update(&(inputs.placeholder as u64).to_le_bytes());
+    for s in inputs.slots {
+        h.update(&(s.index as u64).to_le_bytes());
+        h.update(&(s.rows as u64).to_le_bytes());
+    }
     h.update(
         &inputs
             .seconds_per_frame
@@ -267,7 +272,7 @@ fn compute(
     let video = encode_video(pkg, inputs.pixels)?;
     let ids = Array2::from_shape_vec((1, inputs.ids.len()), inputs.ids.to_vec()).expect("one row");
     let text = embed_tokens(pkg, ids.view())?;
-    let embeds = splice_video(pkg, &text, inputs.placeholder, &video)?;
+    let embeds = splice_video(pkg, &text, inputs.slots, &video)?;
     if embeds.dim(1) != p {
         return Err(Error::Input(format!(
             "the prefix splices to {} positions, expected {p}",
@@ -278,7 +283,8 @@ fn compute(
     let seconds = inputs
         .seconds_per_frame
         .map(|s| s * m.frames_per_group() as f64);
-    let positions = Positions::timed(m, Some(inputs.placeholder), p, seconds)?;
+    let first = inputs.slots.first().map(|s| s.index);
+    let positions = Positions::timed(m, first, p, seconds)?;
     let rot = rotary(pkg, &positions)?;
     let all: Vec<usize> = (0..p).collect();
     let causal;

@@ -146,7 +146,7 @@ pub fn lens_sample(
         &layout.option_token_ids,
         baseline.answer_token,
     )?;
-    let video = layout.placeholder_index..layout.placeholder_index + layout.num_video_tokens();
+    let video = layout.video_range();
     let top1 = top1_tokens(pkg, outputs, settings.projection, video.clone())?;
     let mut texts: BTreeMap<i64, String> = BTreeMap::new();
     let mut out = Vec::with_capacity(lens.len());

@@ -187,9 +187,13 @@ impl VideoSpec {
 }
 
 /// The multiple-choice prompt, rendered as the concatenation
-/// `system, user_prefix, video_placeholder, after_video, question_prefix, <question>,
+/// `system, user_prefix, <video>, after_video, question_prefix, <question>,
 ///  options_header, <options joined by option_separator>, instruction, assistant_prefix,
 ///  answer_prefix`, where each option is `option_format` with `{label}` and `{text}` filled in.
+///
+/// `<video>` is `video_placeholder` once, or, when any of the `frame_*` fields is set (models
+/// that write text between frames, VideoLLaMA3's `Time 1.0s:` and `,`), one placeholder per
+/// frame: `frame_separator`-joined `frame_prefix + video_placeholder + frame_suffix`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PromptSpec {
@@ -206,6 +210,25 @@ pub struct PromptSpec {
     pub instruction: String,
     pub assistant_prefix: String,
     pub answer_prefix: String,
+    /// Text before each frame's placeholder: `{i}` is the frame number from 1, `{t}` the frame's
+    /// time in seconds with one decimal (docs/video-and-prompts.md).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub frame_prefix: String,
+    /// Text after each frame's placeholder.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub frame_suffix: String,
+    /// Text between consecutive frames.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub frame_separator: String,
+}
+
+impl PromptSpec {
+    /// Whether the video is written frame by frame, with text between frames.
+    pub fn per_frame(&self) -> bool {
+        !(self.frame_prefix.is_empty()
+            && self.frame_suffix.is_empty()
+            && self.frame_separator.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -285,8 +308,46 @@ impl Manifest {
         }
         self.check_video().map_err(bad)?;
         self.check_mrope().map_err(bad)?;
+        self.check_frame_text().map_err(bad)?;
         self.check_special_tokens().map_err(bad)?;
         self.check_option_labels().map_err(bad)?;
+        Ok(())
+    }
+
+    /// Per-frame prompt text: not with M-RoPE (its time positions assume one contiguous video),
+    /// and only the `{i}` and `{t}` fields.
+    fn check_frame_text(&self) -> Result<(), String> {
+        let p = &self.prompt;
+        if !p.per_frame() {
+            return Ok(());
+        }
+        if self.family == Family::Qwen25Vl {
+            return Err(
+                "prompt.frame_prefix/frame_suffix/frame_separator are set, but family qwen2_5_vl \
+                 places its video as one block of M-RoPE positions; per-frame text is not \
+                 supported there"
+                    .into(),
+            );
+        }
+        for (field, text) in [
+            ("frame_prefix", &p.frame_prefix),
+            ("frame_suffix", &p.frame_suffix),
+            ("frame_separator", &p.frame_separator),
+        ] {
+            let rest = text.replace("{i}", "").replace("{t}", "");
+            if field != "frame_separator" && (rest.contains('{') || rest.contains('}')) {
+                return Err(format!(
+                    "prompt.{field} {text:?} has a brace field other than {{i}} (frame number) \
+                     and {{t}} (seconds)"
+                ));
+            }
+            if field == "frame_separator" && text.contains("{i}") | text.contains("{t}") {
+                return Err(format!(
+                    "prompt.frame_separator {text:?} is literal text; {{i}} and {{t}} belong in \
+                     frame_prefix or frame_suffix"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -265,10 +265,15 @@ impl PromptCheck {
                 m.tokenizer, self.tokenizer_size, m.vocab_size
             ),
             format!(
-                "the prompt renders and tokenizes: {:?} is video_token_id {}, once; labels {} are \
+                "the prompt renders and tokenizes: {:?} is video_token_id {}, {}; labels {} are \
                  {} distinct single tokens after {:?} (ids {:?})",
                 m.prompt.video_placeholder,
                 m.special_tokens.video_token_id,
+                if m.prompt.per_frame() {
+                    "once per frame"
+                } else {
+                    "once"
+                },
                 m.prompt.option_labels.join(""),
                 self.option_token_ids.len(),
                 m.prompt.answer_prefix,

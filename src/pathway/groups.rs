@@ -64,7 +64,7 @@ impl SequenceGroups {
         }
         SequenceGroups {
             seq_len: layout.seq_len,
-            first_video: layout.placeholder_index,
+            first_video: layout.first_video(),
             frames: g.frames.clone(),
             options: g.options.clone(),
             named,

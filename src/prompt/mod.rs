@@ -44,7 +44,9 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 use crate::package::manifest::{Manifest, PromptSpec, SpecialTokens, VideoSpec};
 
-pub use render::{render, render_open, OptionSpan, RenderedPrompt, MAX_OPTIONS, MIN_OPTIONS};
+pub use render::{
+    frame_text, render, render_open, OptionSpan, RenderedPrompt, MAX_OPTIONS, MIN_OPTIONS,
+};
 
 /// Token groups as sorted index sets over spliced positions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,6 +67,45 @@ pub struct TokenGroups {
     pub video_sep: Vec<usize>,
 }
 
+/// A video placeholder of the prompt's token ids and the video rows that replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoSlot {
+    /// Index in `input_ids`.
+    pub index: usize,
+    pub rows: usize,
+}
+
+impl VideoSlot {
+    /// The rows each placeholder (indices `at` into the token ids) takes: one placeholder takes
+    /// the whole video, `num_frames` placeholders a frame each, the trailing rows after the last.
+    pub fn of_placeholders(
+        at: &[usize],
+        num_frames: usize,
+        tokens_per_frame: usize,
+        trailing: usize,
+    ) -> Result<Vec<VideoSlot>> {
+        let n = at.len();
+        if n != 1 && n != num_frames {
+            return Err(Error::Prompt(format!(
+                "{n} video placeholders; expected 1 (the whole video) or {num_frames} (one per \
+                 frame)"
+            )));
+        }
+        Ok(at
+            .iter()
+            .enumerate()
+            .map(|(i, &index)| VideoSlot {
+                index,
+                rows: if n == 1 {
+                    num_frames * tokens_per_frame + trailing
+                } else {
+                    tokens_per_frame + if i + 1 == n { trailing } else { 0 }
+                },
+            })
+            .collect())
+    }
+}
+
 /// The tokenized prompt and its spliced-sequence layout.
 #[derive(Debug, Clone)]
 pub struct PromptLayout {
@@ -75,13 +116,16 @@ pub struct PromptLayout {
     /// Byte range in `rendered.text` of each entry of `input_ids` (`0..0` for bos): the token's
     /// full extent, spaces included (see [`PromptBuilder::with_tokenizer`]).
     pub input_offsets: Vec<Range<usize>>,
-    /// Index of the video placeholder in `input_ids`; also the first video position when spliced.
+    /// Index of the first video placeholder in `input_ids`.
     pub placeholder_index: usize,
+    /// Each placeholder of `input_ids` and the video rows that replace it, in order: one for the
+    /// whole video, or one per frame when the prompt writes text between frames.
+    pub slots: Vec<VideoSlot>,
     pub num_frames: usize,
     pub tokens_per_frame: usize,
     /// Video embeddings after the frames (`video.trailing_tokens`).
     pub trailing_tokens: usize,
-    /// S = `input_ids.len() - 1 + num_frames * tokens_per_frame + trailing_tokens`.
+    /// S = `input_ids.len() - slots.len() + num_frames * tokens_per_frame + trailing_tokens`.
     pub seq_len: usize,
     pub groups: TokenGroups,
     /// Per option (in label order), the token id the model emits for that option's label right
@@ -95,24 +139,47 @@ impl PromptLayout {
         self.num_frames * self.tokens_per_frame + self.trailing_tokens
     }
 
-    /// Spliced position of entry `k` of `input_ids` (`k != placeholder_index`).
+    /// Spliced position of entry `k` of `input_ids` (not a placeholder).
     pub fn spliced_position(&self, k: usize) -> usize {
-        if k < self.placeholder_index {
-            k
-        } else {
-            k + self.num_video_tokens() - 1
-        }
+        let before: usize = self
+            .slots
+            .iter()
+            .filter(|s| s.index < k)
+            .map(|s| s.rows - 1)
+            .sum();
+        k + before
     }
 
-    /// The token id at a spliced position, or `None` for video positions.
+    /// The token id at a spliced position, or `None` for video rows.
     pub fn token_id_at(&self, pos: usize) -> Option<i64> {
-        let n = self.num_video_tokens();
-        if pos < self.placeholder_index {
-            Some(self.input_ids[pos])
-        } else if pos < self.placeholder_index + n {
-            None
-        } else {
-            self.input_ids.get(pos + 1 - n).copied()
+        let mut k = pos;
+        for s in &self.slots {
+            if k < s.index {
+                break;
+            }
+            if k < s.index + s.rows {
+                return None;
+            }
+            k -= s.rows - 1;
+        }
+        self.input_ids.get(k).copied()
+    }
+
+    /// The first position of the video (its first per-frame text token, or its first row).
+    pub fn first_video(&self) -> usize {
+        self.groups
+            .video
+            .first()
+            .copied()
+            .unwrap_or(self.placeholder_index)
+    }
+
+    /// The video's positions as one range (the group `video` is contiguous).
+    pub fn video_range(&self) -> Range<usize> {
+        let v = &self.groups.video;
+        match (v.first(), v.last()) {
+            (Some(&a), Some(&b)) => a..b + 1,
+            _ => self.placeholder_index..self.placeholder_index,
         }
     }
 
@@ -314,13 +381,20 @@ impl PromptBuilder {
             .map_err(|e| self.tok_err(format!("cannot tokenize the prompt: {e}")))
     }
 
-    /// Renders the prompt (see [`render`]).
+    /// Renders the prompt (see [`render`]) with the default frame times.
     pub fn render(&self, question: &str, options: &[&str]) -> Result<RenderedPrompt> {
-        render(&self.spec, question, options)
+        render(&self.spec, question, options, &self.default_frame_times())
+    }
+
+    /// Frame i at i seconds: the times `{t}` takes when the video's own are not known (frames
+    /// given without a rate, goldens), as HF processors fall back to 1 frame per second.
+    pub fn default_frame_times(&self) -> Vec<f64> {
+        (0..self.num_frames).map(|i| i as f64).collect()
     }
 
     /// Renders, tokenizes and lays out the prompt for `question` and `options`; `answer` is the
     /// 0-based index of the correct option, which fills `option.true` / `option.false`.
+    /// Frames are timed by [`Self::default_frame_times`]; see [`Self::layout_at`].
     ///
     /// `option_token_ids[j]`: the prompt followed by label j is tokenized as one string; when the
     /// prompt's tokens are a prefix of the result, the next token is the one the model emits for
@@ -333,6 +407,18 @@ impl PromptBuilder {
         options: &[&str],
         answer: Option<usize>,
     ) -> Result<PromptLayout> {
+        self.layout_at(question, options, answer, &self.default_frame_times())
+    }
+
+    /// [`Self::layout`] with the sampled frames' times in seconds (one per frame), which a
+    /// prompt that writes `Time {t}s:` before each frame shows; other prompts ignore them.
+    pub fn layout_at(
+        &self,
+        question: &str,
+        options: &[&str],
+        answer: Option<usize>,
+        frame_times: &[f64],
+    ) -> Result<PromptLayout> {
         if let Some(a) = answer {
             if a >= options.len() {
                 return Err(Error::Prompt(format!(
@@ -341,7 +427,8 @@ impl PromptBuilder {
                 )));
             }
         }
-        let rendered = self.render(question, options)?;
+        self.check_times(frame_times)?;
+        let rendered = render(&self.spec, question, options, frame_times)?;
         self.lay_out(rendered, answer)
     }
 
@@ -350,15 +437,45 @@ impl PromptBuilder {
     /// the model's reply is generated after the last position.
     /// `system` replaces the manifest's system text (a chat's system message).
     pub fn layout_open(&self, question: &str, system: Option<&str>) -> Result<PromptLayout> {
+        self.layout_open_at(question, system, &self.default_frame_times())
+    }
+
+    /// [`Self::layout_open`] with the sampled frames' times (see [`Self::layout_at`]).
+    pub fn layout_open_at(
+        &self,
+        question: &str,
+        system: Option<&str>,
+        frame_times: &[f64],
+    ) -> Result<PromptLayout> {
+        self.check_times(frame_times)?;
         let rendered = match system {
             Some(text) => {
                 let mut spec = self.spec.clone();
                 spec.system = text.to_string();
-                render_open(&spec, question)?
+                render_open(&spec, question, frame_times)?
             }
-            None => render_open(&self.spec, question)?,
+            None => render_open(&self.spec, question, frame_times)?,
         };
         self.lay_out(rendered, None)
+    }
+
+    fn check_times(&self, frame_times: &[f64]) -> Result<()> {
+        if !self.spec.per_frame() {
+            return Ok(());
+        }
+        if frame_times.len() != self.num_frames {
+            return Err(Error::Prompt(format!(
+                "{} frame times given for a prompt of {} frames",
+                frame_times.len(),
+                self.num_frames
+            )));
+        }
+        if let Some(t) = frame_times.iter().find(|t| !t.is_finite() || **t < 0.0) {
+            return Err(Error::Prompt(format!(
+                "frame time {t} s; times must be finite and >= 0"
+            )));
+        }
+        Ok(())
     }
 
     /// Tokenizes a rendered prompt and marks its token groups.
@@ -384,7 +501,7 @@ impl PromptBuilder {
         let enc = self.encode(&rendered.text)?;
         let ids = enc.get_ids();
         let offsets: Vec<Range<usize>> = enc.get_offsets().iter().map(|&(s, e)| s..e).collect();
-        let ph = self.find_placeholder(&rendered, ids, &offsets)?;
+        let placeholders = self.find_placeholders(&rendered, ids, &offsets)?;
 
         let bos: usize = usize::from(self.special.bos_token_id.is_some());
         let mut input_ids = Vec::with_capacity(ids.len() + bos);
@@ -395,53 +512,83 @@ impl PromptBuilder {
         }
         input_ids.extend(ids.iter().map(|&i| i as i64));
         input_offsets.extend(offsets.iter().cloned());
-        let placeholder_index = ph + bos;
-        let frames_end = placeholder_index + self.num_frames * self.tokens_per_frame;
         let n_video = self.num_frames * self.tokens_per_frame + self.trailing_tokens;
-        let seq_len = input_ids.len() - 1 + n_video;
+        let at: Vec<usize> = placeholders.iter().map(|k| k + bos).collect();
+        let slots = VideoSlot::of_placeholders(
+            &at,
+            self.num_frames,
+            self.tokens_per_frame,
+            self.trailing_tokens,
+        )?;
+        let placeholder_index = slots[0].index;
+        let seq_len = input_ids.len() - slots.len() + n_video;
         if let Some(max) = self.max_positions {
             if seq_len > max {
                 return Err(Error::Prompt(format!(
                     "the prompt is {seq_len} positions ({} text tokens and {n_video} video \
                      tokens); the model takes at most {max} (model.yaml max_positions): shorten \
                      the question or options, or use fewer frames",
-                    input_ids.len() - 1
+                    input_ids.len() - slots.len()
                 )));
             }
         }
 
         let mut g = TokenGroups {
-            system: (0..placeholder_index).collect(),
-            video: (placeholder_index..placeholder_index + n_video).collect(),
-            frames: (0..self.num_frames)
-                .map(|i| {
-                    let a = placeholder_index + i * self.tokens_per_frame;
-                    (a..a + self.tokens_per_frame).collect()
-                })
-                .collect(),
-            video_sep: (frames_end..placeholder_index + n_video).collect(),
+            frames: vec![Vec::new(); self.num_frames],
             options: vec![Vec::new(); options.len()],
             ..TokenGroups::default()
         };
         let last = seq_len - 1;
-        for (k, range) in offsets.iter().enumerate().skip(ph + 1) {
-            let pos = k + bos + n_video - 1;
-            if pos == last {
+        let mut pos = 0;
+        let mut slot = slots.iter().peekable();
+        let mut frame = 0;
+        for (k, range) in input_offsets.iter().enumerate() {
+            if let Some(sl) = slot.next_if(|sl| sl.index == k) {
+                // Video rows: whole frames in order, then the trailing rows (no frame).
+                for r in 0..sl.rows {
+                    g.video.push(pos + r);
+                }
+                let mut r = 0;
+                while r < sl.rows && frame < self.num_frames {
+                    let n = self.tokens_per_frame.min(sl.rows - r);
+                    g.frames[frame].extend(pos + r..pos + r + n);
+                    r += n;
+                    frame += 1;
+                }
+                g.video_sep.extend(pos + r..pos + sl.rows);
+                pos += sl.rows;
+                continue;
+            }
+            let here = pos;
+            pos += 1;
+            if here == last {
+                continue;
+            }
+            // Per-frame text (`Time 1.0s:`, separators) is video, of no frame.
+            if overlap(range, &rendered.video) > 0 {
+                g.video.push(here);
+                g.video_sep.push(here);
+                continue;
+            }
+            if k < placeholder_index {
+                g.system.push(here);
                 continue;
             }
             match classify(&rendered, range) {
                 Slot::QuestionText => {
-                    g.question.push(pos);
-                    g.question_text.push(pos);
+                    g.question.push(here);
+                    g.question_text.push(here);
                 }
                 Slot::Option(j) => {
-                    g.question.push(pos);
-                    g.options[j].push(pos);
+                    g.question.push(here);
+                    g.options[j].push(here);
                 }
-                Slot::QuestionOther => g.question.push(pos),
-                Slot::Template => g.template.push(pos),
+                Slot::QuestionOther => g.question.push(here),
+                Slot::Template => g.template.push(here),
             }
         }
+        debug_assert_eq!(pos, seq_len);
+        g.video_sep.sort_unstable();
         g.last = vec![last];
 
         if g.question_text.is_empty() {
@@ -477,6 +624,7 @@ impl PromptBuilder {
             input_ids,
             input_offsets,
             placeholder_index,
+            slots,
             num_frames: self.num_frames,
             tokens_per_frame: self.tokens_per_frame,
             trailing_tokens: self.trailing_tokens,
@@ -487,42 +635,53 @@ impl PromptBuilder {
         })
     }
 
-    /// Index (in the tokenizer's output) of the single video placeholder token.
-    fn find_placeholder(
+    /// Indices (in the tokenizer's output) of the video placeholder tokens, one per rendered
+    /// placeholder.
+    fn find_placeholders(
         &self,
         rendered: &RenderedPrompt,
         ids: &[u32],
         offsets: &[Range<usize>],
-    ) -> Result<usize> {
+    ) -> Result<Vec<usize>> {
         let video_id = self.special.video_token_id;
         let hits: Vec<usize> = (0..ids.len())
             .filter(|&k| ids[k] as i64 == video_id)
             .collect();
         let placeholder = &self.spec.video_placeholder;
-        match hits.as_slice() {
-            [k] if offsets[*k] == rendered.placeholder => Ok(*k),
-            [] => {
-                let pieces: Vec<u32> = (0..ids.len())
-                    .filter(|&k| overlap(&offsets[k], &rendered.placeholder) > 0)
-                    .map(|k| ids[k])
-                    .collect();
-                Err(self.tok_err(format!(
-                    "the video placeholder {placeholder:?} tokenizes to ids {pieces:?}, expected \
-                     exactly one token with video_token_id {video_id} (is it an added token of \
-                     this tokenizer?)"
-                )))
-            }
-            [k] => Err(self.tok_err(format!(
-                "video_token_id {video_id} appears at bytes {:?} of the prompt, but the video \
-                 placeholder {placeholder:?} is at bytes {:?}",
-                offsets[*k], rendered.placeholder
-            ))),
-            many => Err(Error::Prompt(format!(
-                "video_token_id {video_id} appears {} times in the prompt, expected once; the \
-                 system text, question or options must not contain the placeholder {placeholder:?}",
-                many.len()
-            ))),
+        let want = &rendered.placeholders;
+        if hits.is_empty() {
+            let pieces: Vec<u32> = (0..ids.len())
+                .filter(|&k| overlap(&offsets[k], &want[0]) > 0)
+                .map(|k| ids[k])
+                .collect();
+            return Err(self.tok_err(format!(
+                "the video placeholder {placeholder:?} tokenizes to ids {pieces:?}, expected \
+                 exactly one token with video_token_id {video_id} (is it an added token of this \
+                 tokenizer?)"
+            )));
         }
+        if hits.len() != want.len() {
+            let expected = match want.len() {
+                1 => "once".to_string(),
+                n => format!("{n} (one per frame)"),
+            };
+            return Err(Error::Prompt(format!(
+                "video_token_id {video_id} appears {} times in the prompt, expected {expected}; \
+                 the system text, question, options and frame text must not contain the \
+                 placeholder {placeholder:?}",
+                hits.len(),
+            )));
+        }
+        for (&k, w) in hits.iter().zip(want) {
+            if offsets[k] != *w {
+                return Err(self.tok_err(format!(
+                    "video_token_id {video_id} appears at bytes {:?} of the prompt, but the video \
+                     placeholder {placeholder:?} is at bytes {w:?}",
+                    offsets[k]
+                )));
+            }
+        }
+        Ok(hits)
     }
 
     /// The token id emitted for each option label after the answer prefix (see [`Self::layout`]).
@@ -612,7 +771,8 @@ mod tests {
         // "<v>Q: why?|(A) red|(B) car.": byte ranges written out by hand.
         RenderedPrompt {
             text: "<v>Q: why?|(A) red|(B) car.".into(),
-            placeholder: 0..3,
+            placeholders: std::iter::once(0..3).collect(),
+            video: 0..3,
             question_block: 3..26,
             question_text: 6..10,
             options: vec![

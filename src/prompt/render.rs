@@ -23,8 +23,11 @@ pub struct OptionSpan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedPrompt {
     pub text: String,
-    /// The video placeholder (replaced by the video tokens after tokenization).
-    pub placeholder: Range<usize>,
+    /// The video placeholders (replaced by the video tokens after tokenization): one, or one per
+    /// frame when the spec writes text between frames ([`PromptSpec::per_frame`]).
+    pub placeholders: Vec<Range<usize>>,
+    /// The whole video: the placeholders and any per-frame text between them.
+    pub video: Range<usize>,
     /// `question_prefix` through the end of the last option: the `question` group's text.
     pub question_block: Range<usize>,
     /// The question itself, without prefix or options: the `question.text` group's text.
@@ -40,11 +43,17 @@ impl RenderedPrompt {
 
 /// Renders `spec` for `question` and `options` (2 to 8, at most one per label) as the
 /// concatenation documented on [`PromptSpec`]:
-/// `system, user_prefix, video_placeholder, after_video, question_prefix, question,
+/// `system, user_prefix, <video>, after_video, question_prefix, question,
 /// options_header, options joined by option_separator, instruction, assistant_prefix,
 /// answer_prefix`. The question and option texts are inserted verbatim (no trimming), so their byte
 /// ranges are exact; empty or blank texts are errors because their spans could not be marked.
-pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<RenderedPrompt> {
+/// `frame_times` (seconds, one per frame) fill `{t}` in a per-frame video.
+pub fn render(
+    spec: &PromptSpec,
+    question: &str,
+    options: &[&str],
+    frame_times: &[f64],
+) -> Result<RenderedPrompt> {
     let n = options.len();
     if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&n) {
         return Err(Error::Prompt(format!(
@@ -73,7 +82,7 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
     let mut text = String::new();
     text.push_str(&spec.system);
     text.push_str(&spec.user_prefix);
-    let placeholder = push(&mut text, &spec.video_placeholder);
+    let (video, placeholders) = push_video(&mut text, spec, frame_times);
     text.push_str(&spec.after_video);
     let block_start = text.len();
     text.push_str(&spec.question_prefix);
@@ -106,7 +115,8 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
     text.push_str(&spec.answer_prefix);
     Ok(RenderedPrompt {
         text,
-        placeholder,
+        placeholders,
+        video,
         question_block,
         question_text,
         options: spans,
@@ -114,21 +124,26 @@ pub fn render(spec: &PromptSpec, question: &str, options: &[&str]) -> Result<Ren
 }
 
 /// Renders the open-ended prompt for `question` (no options): `system, user_prefix,
-/// video_placeholder, after_video, question, assistant_prefix`. The multiple-choice parts
+/// <video>, after_video, question, assistant_prefix`. The multiple-choice parts
 /// (`question_prefix`, options, `instruction`, `answer_prefix`) are left out, so the model answers
 /// in its own words after the assistant prefix; the question block is the question alone.
-pub fn render_open(spec: &PromptSpec, question: &str) -> Result<RenderedPrompt> {
+pub fn render_open(
+    spec: &PromptSpec,
+    question: &str,
+    frame_times: &[f64],
+) -> Result<RenderedPrompt> {
     check_video_and_question(spec, question)?;
     let mut text = String::new();
     text.push_str(&spec.system);
     text.push_str(&spec.user_prefix);
-    let placeholder = push(&mut text, &spec.video_placeholder);
+    let (video, placeholders) = push_video(&mut text, spec, frame_times);
     text.push_str(&spec.after_video);
     let question_text = push(&mut text, question);
     text.push_str(&spec.assistant_prefix);
     Ok(RenderedPrompt {
         text,
-        placeholder,
+        placeholders,
+        video,
         question_block: question_text.clone(),
         question_text,
         options: Vec::new(),
@@ -148,6 +163,38 @@ fn check_video_and_question(spec: &PromptSpec, question: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The video: one placeholder, or per frame `frame_prefix + placeholder + frame_suffix`
+/// joined by `frame_separator`. Returns the whole video's range and each placeholder's.
+fn push_video(
+    text: &mut String,
+    spec: &PromptSpec,
+    frame_times: &[f64],
+) -> (Range<usize>, Vec<Range<usize>>) {
+    let start = text.len();
+    if !spec.per_frame() {
+        let ph = push(text, &spec.video_placeholder);
+        return (ph.clone(), vec![ph]);
+    }
+    let mut placeholders = Vec::with_capacity(frame_times.len());
+    for (i, &t) in frame_times.iter().enumerate() {
+        if i > 0 {
+            text.push_str(&spec.frame_separator);
+        }
+        text.push_str(&frame_text(&spec.frame_prefix, i, t));
+        placeholders.push(push(text, &spec.video_placeholder));
+        text.push_str(&frame_text(&spec.frame_suffix, i, t));
+    }
+    (start..text.len(), placeholders)
+}
+
+/// `{i}` -> the frame number from 1, `{t}` -> its time in seconds with one decimal (as Python's
+/// `f"{t:.1f}"`: both round the exact binary value, ties to even).
+pub fn frame_text(template: &str, index: usize, seconds: f64) -> String {
+    template
+        .replace("{i}", &(index + 1).to_string())
+        .replace("{t}", &format!("{seconds:.1}"))
 }
 
 fn push(text: &mut String, part: &str) -> Range<usize> {

@@ -109,12 +109,16 @@ impl Engine {
     ) -> Result<VideoQaAnswer, ApiError> {
         let started = Instant::now();
         let opts: Vec<&str> = req.options.iter().map(String::as_str).collect();
-        let layout = self
-            .builder
+        // The prompt is checked before the video is decoded, then laid out at the frames' times.
+        self.builder
             .layout(&req.question, &opts, req.answer)
             .map_err(|e| engine_error(e, "question", &req.video))?;
         let window = crate::answer::window(req.start, req.end);
-        let inputs = self.load(source.path(), window, layout, &req.video, "video")?;
+        let inputs = self.load(source.path(), window, &req.video, "video", |times| {
+            self.builder
+                .layout_at(&req.question, &opts, req.answer, times)
+                .map_err(|e| engine_error(e, "question", &req.video))
+        })?;
         if Instant::now() > deadline {
             return Err(deadline_passed());
         }
@@ -164,12 +168,14 @@ impl Engine {
         &self,
         path: &std::path::Path,
         window: Option<TimeWindow>,
-        layout: crate::prompt::PromptLayout,
         reference: &str,
         param: &str,
+        layout: impl FnOnce(&[f64]) -> Result<crate::prompt::PromptLayout, ApiError>,
     ) -> Result<SampleInputs, ApiError> {
-        let input = load_video(path, &self.pkg.manifest.video, window, None)
-            .map_err(|e| engine_error(e, param, reference))?;
+        let video = &self.pkg.manifest.video;
+        let input =
+            load_video(path, video, window, None).map_err(|e| engine_error(e, param, reference))?;
+        let layout = layout(&input.sampled.frame_times(video.frames_per_group))?;
         Ok(SampleInputs {
             pixels: input.pixel_values,
             seconds_per_frame: input.sampled.seconds_per_frame(),
@@ -199,11 +205,14 @@ impl Engine {
         events: &mpsc::UnboundedSender<ChatEvent>,
     ) -> Result<(), ApiError> {
         let at = req.video_param.as_str();
-        let layout = self
-            .builder
+        self.builder
             .layout_open(&req.question, req.system.as_deref())
             .map_err(|e| engine_error(e, "messages", &req.video))?;
-        let inputs = self.load(source.path(), None, layout, &req.video, at)?;
+        let inputs = self.load(source.path(), None, &req.video, at, |times| {
+            self.builder
+                .layout_open_at(&req.question, req.system.as_deref(), times)
+                .map_err(|e| engine_error(e, "messages", &req.video))
+        })?;
         if Instant::now() > deadline {
             return Err(deadline_passed());
         }

@@ -89,6 +89,21 @@ impl SampledFrames {
         let n = self.indices.len();
         (n >= 2).then(|| (last - first) as f64 / (n - 1) as f64 / fps)
     }
+
+    /// The time in seconds of the first frame of each group of `per_group` sampled frames: its
+    /// index over the frame rate, or over 1 frame per second when the rate is unknown (as HF
+    /// processors fall back). Prompts that write `Time {t}s:` per frame show these.
+    pub fn frame_times(&self, per_group: usize) -> Vec<f64> {
+        let fps = self
+            .fps
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .unwrap_or(1.0);
+        self.indices
+            .iter()
+            .step_by(per_group.max(1))
+            .map(|&i| i as f64 / fps)
+            .collect()
+    }
 }
 
 /// Preprocessed input for the vision graph plus the frames it came from.
@@ -258,4 +273,34 @@ pub fn load_video(
         pixel_values,
         sampled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled(indices: Vec<usize>, fps: Option<f64>) -> SampledFrames {
+        SampledFrames {
+            frames: Vec::new(),
+            indices,
+            total_frames: 100,
+            fps,
+            decode_errors: 0,
+        }
+    }
+
+    #[test]
+    fn frame_times_are_index_over_rate_or_one_per_second() {
+        assert_eq!(
+            sampled(vec![3, 9, 15], Some(2.0)).frame_times(1),
+            [1.5, 4.5, 7.5]
+        );
+        assert_eq!(sampled(vec![3, 9], None).frame_times(1), [3.0, 9.0]);
+        assert_eq!(sampled(vec![3, 9], Some(0.0)).frame_times(1), [3.0, 9.0]);
+        // Temporal groups of two: each group's first frame.
+        assert_eq!(
+            sampled(vec![0, 2, 4, 6], Some(4.0)).frame_times(2),
+            [0.0, 1.0]
+        );
+    }
 }

@@ -185,11 +185,18 @@ pub fn golden_inputs(
         .unwrap();
     let video = engine::encode_video(pkg, pixels.view()).unwrap();
     let text = engine::embed_tokens(pkg, ids.view()).unwrap();
-    let at = ids
-        .iter()
-        .position(|&t| t == pkg.manifest.special_tokens.video_token_id)
-        .expect("placeholder in input_ids");
-    let embeds = engine::splice_video(pkg, &text, at, &video).unwrap();
+    let at: Vec<usize> = (0..ids.ncols())
+        .filter(|&k| ids[[0, k]] == pkg.manifest.special_tokens.video_token_id)
+        .collect();
+    let v = &pkg.manifest.video;
+    let slots = vidflow::prompt::VideoSlot::of_placeholders(
+        &at,
+        v.num_frames,
+        v.tokens_per_frame(),
+        v.trailing_tokens,
+    )
+    .expect("placeholders in input_ids");
+    let embeds = engine::splice_video(pkg, &text, &slots, &video).unwrap();
     let positions = engine::Positions::from_ids(golden.i64("position_ids")).unwrap();
     let rot = engine::rotary(pkg, &positions).unwrap();
     (embeds, rot)
