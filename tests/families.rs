@@ -657,3 +657,59 @@ fn videollama3_frames_are_their_rows_and_the_text_between_is_video_sep() {
 fn videollama3_runs_every_command() {
     every_command_runs(&videollama3_dir(), 4);
 }
+
+// transformers' native InternVL (export/vidflow_export/internvl_hf.py): `Frame{i}: <img>` before
+// each frame, `</img>` after it, frames joined by `\n`.
+
+fn internvl_hf_dir() -> PathBuf {
+    repo_path("tests/fixtures/tiny-internvl_hf")
+}
+
+#[test]
+fn internvl_hf_matches_pytorch() {
+    golden_check_passes(&internvl_hf_dir());
+    // The frame text, `</img>` after the last frame included, is video: leaving the last
+    // `</img>` out of it must change the knockout's masks.
+    groups_match_pytorch(&internvl_hf_dir(), |video| {
+        video[..video.len() - 1].to_vec()
+    });
+}
+
+#[test]
+fn internvl_hf_frame_text_is_video_sep() {
+    let dir = internvl_hf_dir();
+    let pkg = open(&dir);
+    let builder = PromptBuilder::new(&pkg.manifest, &dir).unwrap();
+    let l = builder
+        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
+        .unwrap();
+    let tok = builder.tokenizer();
+    let text = |ps: &[usize]| -> String {
+        let ids: Vec<u32> = ps
+            .iter()
+            .map(|&p| l.token_id_at(p).unwrap() as u32)
+            .collect();
+        tok.decode(&ids, false).unwrap()
+    };
+    let f = &l.groups.frames;
+    assert_eq!(
+        text(&(l.first_video()..f[0][0]).collect::<Vec<_>>()),
+        "Frame1: <img>"
+    );
+    for i in 1..f.len() {
+        let gap: Vec<usize> = (f[i - 1].last().unwrap() + 1..f[i][0]).collect();
+        assert_eq!(text(&gap), format!("</img>\nFrame{}: <img>", i + 1));
+        assert!(gap.iter().all(|p| l.groups.video_sep.contains(p)));
+    }
+    let end = l.video_range().end;
+    assert_eq!(text(&[end - 1]), "</img>");
+    assert!(
+        l.groups.template.contains(&end),
+        "after_video's newline is template"
+    );
+}
+
+#[test]
+fn internvl_hf_runs_every_command() {
+    every_command_runs(&internvl_hf_dir(), 4);
+}

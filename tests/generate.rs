@@ -39,11 +39,12 @@ struct GenGolden {
 }
 
 /// Every family's test package with a generation golden.
-const FAMILIES: [&str; 4] = [
+const FAMILIES: [&str; 5] = [
     "tests/fixtures/tiny",
     "tests/fixtures/tiny-qwen2_5_vl",
     "tests/fixtures/tiny-llava_onevision",
     "tests/fixtures/tiny-videollama3",
+    "tests/fixtures/tiny-internvl_hf",
 ];
 
 fn golden() -> GenGolden {
@@ -137,7 +138,7 @@ fn greedy_tokens_equal_hf_generate_with_and_without_prefix_reuse() {
     }
 }
 
-/// Full attention: HF's `generate` (LLaVA-NeXT-Video, LLaVA-OneVision, VideoLLaMA3) or, for Qwen2.5-VL, the
+/// Full attention: HF's `generate` (LLaVA-NeXT-Video, LLaVA-OneVision, VideoLLaMA3, InternVL) or, for Qwen2.5-VL, the
 /// dense loop with the official positions (transformers 5.23's `generate` uses other ones).
 fn greedy_tokens_equal_pytorch(dir: &Path) {
     let g = golden_of(dir);
