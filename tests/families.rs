@@ -449,12 +449,8 @@ fn groups_match_pytorch(dir: &Path, wrong_video: impl Fn(&[usize]) -> Vec<usize>
 /// How many edges of the golden knockout case change when vidflow's groups of the golden prompt
 /// are replaced by `overrides`.
 fn knockout_edges_changed(dir: &Path, overrides: &[(String, Vec<usize>)]) -> usize {
-    let pkg = open(dir);
     let golden = Golden::load_from(dir);
-    let layout = PromptBuilder::new(&pkg.manifest, dir)
-        .unwrap()
-        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
-        .unwrap();
+    let (_, layout) = golden_layout(dir);
     let got = case_blocked(&golden, &layout, "knockout", overrides);
     let want = golden.u8("knockout.blocked");
     got.iter().zip(want.iter()).filter(|(a, b)| a != b).count()
@@ -568,14 +564,27 @@ fn videollama3_dir() -> PathBuf {
     repo_path("tests/fixtures/tiny-videollama3")
 }
 
-/// The golden prompt's layout on the VideoLLaMA3 package.
-fn videollama3_layout() -> vidflow::prompt::PromptLayout {
-    let dir = videollama3_dir();
-    let pkg = open(&dir);
-    PromptBuilder::new(&pkg.manifest, &dir)
-        .unwrap()
+/// The golden prompt's layout on a package, and its prompt builder.
+fn golden_layout(dir: &Path) -> (PromptBuilder, vidflow::prompt::PromptLayout) {
+    let pkg = open(dir);
+    let builder = PromptBuilder::new(&pkg.manifest, dir).unwrap();
+    let layout = builder
         .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
-        .unwrap()
+        .unwrap();
+    (builder, layout)
+}
+
+fn videollama3_layout() -> vidflow::prompt::PromptLayout {
+    golden_layout(&videollama3_dir()).1
+}
+
+/// The text of spliced text positions.
+fn text_at(b: &PromptBuilder, l: &vidflow::prompt::PromptLayout, positions: &[usize]) -> String {
+    let ids: Vec<u32> = positions
+        .iter()
+        .map(|&p| l.token_id_at(p).unwrap() as u32)
+        .collect();
+    b.tokenizer().decode(&ids, false).unwrap()
 }
 
 #[test]
@@ -617,19 +626,10 @@ fn videollama3_groups_and_masks_match_pytorch() {
 #[test]
 fn videollama3_frames_are_their_rows_and_the_text_between_is_video_sep() {
     let dir = videollama3_dir();
-    let pkg = open(&dir);
-    let builder = PromptBuilder::new(&pkg.manifest, &dir).unwrap();
-    let l = videollama3_layout();
-    let v = &pkg.manifest.video;
+    let v = open(&dir).manifest.video;
+    let (builder, l) = golden_layout(&dir);
     let hw = v.grid_h * v.grid_w;
-    let tok = builder.tokenizer();
-    let text = |ps: &[usize]| -> String {
-        let ids: Vec<u32> = ps
-            .iter()
-            .map(|&p| l.token_id_at(p).unwrap() as u32)
-            .collect();
-        tok.decode(&ids, false).unwrap()
-    };
+    let text = |ps: &[usize]| text_at(&builder, &l, ps);
     assert_eq!(l.slots.len(), v.num_frames);
     for (i, f) in l.groups.frames.iter().enumerate() {
         assert_eq!(f.len(), hw);
@@ -677,20 +677,8 @@ fn internvl_hf_matches_pytorch() {
 
 #[test]
 fn internvl_hf_frame_text_is_video_sep() {
-    let dir = internvl_hf_dir();
-    let pkg = open(&dir);
-    let builder = PromptBuilder::new(&pkg.manifest, &dir).unwrap();
-    let l = builder
-        .layout(GOLDEN_QUESTION, &GOLDEN_OPTIONS, None)
-        .unwrap();
-    let tok = builder.tokenizer();
-    let text = |ps: &[usize]| -> String {
-        let ids: Vec<u32> = ps
-            .iter()
-            .map(|&p| l.token_id_at(p).unwrap() as u32)
-            .collect();
-        tok.decode(&ids, false).unwrap()
-    };
+    let (builder, l) = golden_layout(&internvl_hf_dir());
+    let text = |ps: &[usize]| text_at(&builder, &l, ps);
     let f = &l.groups.frames;
     assert_eq!(
         text(&(l.first_video()..f[0][0]).collect::<Vec<_>>()),

@@ -31,11 +31,11 @@ pub struct SampleInputs {
 impl SampleInputs {
     /// A decoded video and its prompt, laid out by `layout` from the sampled frames' times
     /// (which prompts that write `Time {t}s:` per frame show).
-    pub fn new(
+    pub fn new<E>(
         input: VideoInput,
         video: &VideoSpec,
-        layout: impl FnOnce(&[f64]) -> Result<PromptLayout>,
-    ) -> Result<SampleInputs> {
+        layout: impl FnOnce(&[f64]) -> std::result::Result<PromptLayout, E>,
+    ) -> std::result::Result<SampleInputs, E> {
         let layout = layout(&input.sampled.frame_times(video.frames_per_group))?;
         Ok(SampleInputs {
             pixels: input.pixel_values,

@@ -175,13 +175,7 @@ impl Engine {
         let video = &self.pkg.manifest.video;
         let input =
             load_video(path, video, window, None).map_err(|e| engine_error(e, param, reference))?;
-        let layout = layout(&input.sampled.frame_times(video.frames_per_group))?;
-        Ok(SampleInputs {
-            pixels: input.pixel_values,
-            seconds_per_frame: input.sampled.seconds_per_frame(),
-            frame_indices: input.sampled.indices,
-            layout,
-        })
+        SampleInputs::new(input, video, layout)
     }
 
     fn chat(
