@@ -5,17 +5,16 @@ transformers' own InternVL code: the per-frame prompt (`Frame{i}: <img>` before 
 and goldens against HF's own forward, and the token groups (the per-frame text is in `video`, in no
 `frame[i]`)."""
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
+import family_checks as fc
 import numpy as np
 import onnx
 import pytest
 import torch
-import yaml
-from conftest import REPO, assert_close, hf_layer_forward, max_err, random_mask, run, run_layer
-from safetensors.numpy import load_file
+from conftest import REPO, assert_close, run
+from family_checks import TOL
 from tokenizers import Tokenizer
 
 from vidflow_export import contract as c
@@ -27,9 +26,6 @@ from vidflow_export.hf import architecture, text_model, video_processor_settings
 from vidflow_export.prompt import render, render_open
 
 FIXTURE = REPO / "tests" / "fixtures" / "tiny-internvl_hf"
-TOL = 1e-4
-# A wrong mask must move the results by far more than the graph contract.
-WRONG = 1e-2
 N = 16  # tokens per frame: 64 px / patch 8 = 8x8 patches, pixel shuffle 0.5 -> 4x4
 
 
@@ -47,7 +43,7 @@ def model(iv_hf):
 
 @pytest.fixture(scope="module")
 def manifest():
-    return mf.read(str(FIXTURE / c.MANIFEST_FILE))
+    return fc.read_manifest(FIXTURE)
 
 
 @pytest.fixture(scope="module")
@@ -57,21 +53,18 @@ def tok(manifest):
 
 @pytest.fixture(scope="module")
 def meta():
-    with open(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_YAML_FILE) as f:
-        return yaml.safe_load(f)
+    return fc.read_meta(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return load_file(str(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_TENSORS_FILE))
+    return fc.read_golden(FIXTURE)
 
 
 def seq_from_meta(golden, meta) -> gd.Sequence:
     """The golden's Sequence as golden.yaml describes it (the Rust tests' view): the video group ends
     with the last frame's `</img>`, one position after its last row."""
-    F, n = meta["num_frames"], meta["tokens_per_frame"]
-    return gd.Sequence(golden["input_ids"][0].tolist(), meta["video_start"], F, n, meta["seq_len"],
-                       frame_starts=meta["frame_starts"], video_end=meta["frame_starts"][-1] + n + 1)
+    return fc.per_frame_sequence(golden, meta, after_last_frame=1)
 
 
 # ---- manifest and prompt -------------------------------------------------------------------------------
@@ -325,34 +318,13 @@ def test_vision_graph_equals_get_image_features(model, manifest, golden):
 def test_rope_is_token_index(model, manifest):
     """InternVLModel passes no position ids of its own to its Qwen2 language model: positions are
     token indices, the shared 1D rope graph."""
-    path = FIXTURE / manifest["graphs"]["rope"]
     pos = torch.randint(0, 400, (2, 7), generator=torch.Generator().manual_seed(0))
-    out = run(path, position_ids=pos)
-    with torch.no_grad():
-        cos, sin = text_model(model).rotary_emb(torch.zeros(1), pos)
-    assert_close(out[c.ROPE_OUT_COS], cos, TOL, "cos")
-    assert_close(out[c.ROPE_OUT_SIN], sin, TOL, "sin")
+    fc.check_rope_graph(model, FIXTURE / manifest["graphs"]["rope"], pos)
 
 
 @pytest.mark.parametrize("layer_idx,P,Q", [(1, 6, 9), (3, 0, 5)])
 def test_layer_graph_equals_hf_layer(model, manifest, layer_idx, P, Q):
-    text = text_model(model)
-    g = torch.Generator().manual_seed(layer_idx)
-    B, D, Hkv, Dh = 2, manifest["hidden_size"], manifest["num_kv_heads"], manifest["head_dim"]
-    hidden = torch.randn(B, Q, D, generator=g)
-    pos = torch.randint(0, 100, (B, Q), generator=g)
-    with torch.no_grad():
-        cos, sin = text.rotary_emb(hidden, pos)
-    args = (hidden, cos, sin, torch.randn(B, Hkv, P, Dh, generator=g), torch.randn(B, Hkv, P, Dh, generator=g),
-            random_mask(g, B, Q, P, fully_blocked_rows=[(0, Q - 1)]))
-    want_h, want_k, want_v, want_w = hf_layer_forward(text.layers[layer_idx], text.config, *args)
-    for attn in (False, True):
-        out = run_layer(FIXTURE / c.layer_file(layer_idx, attn), *args)
-        assert_close(out[c.LAYER_OUT_HIDDEN], want_h, TOL, "hidden_out")
-        assert_close(out[c.LAYER_OUT_KEY], want_k, TOL, "key")
-        assert_close(out[c.LAYER_OUT_VALUE], want_v, TOL, "value")
-        if attn:
-            assert_close(out[c.LAYER_OUT_ATTN], want_w, TOL, "attn_weights")
+    fc.check_layer_graph(model, manifest, FIXTURE, layer_idx, P, Q)
 
 
 def test_hf_forward_is_the_golden(iv_hf, model, manifest, meta, golden, tok):
@@ -366,12 +338,7 @@ def test_hf_forward_is_the_golden(iv_hf, model, manifest, meta, golden, tok):
     assert ids == gg.expanded_input_ids(seq)
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids]), pixel_values=pixel_values, output_hidden_states=True)
-        normed = text_model(model).norm(torch.from_numpy(golden["prefill.hidden"][-1]))
-    L = manifest["num_layers"]
-    for layer in range(L):  # HF's last entry is after the final norm
-        assert_close(out.hidden_states[layer], golden["prefill.hidden"][layer], TOL, f"hidden {layer}")
-    assert_close(out.hidden_states[L], normed, TOL, "final normed hidden")
-    assert_close(out.logits[:, -1], golden["prefill.logits_last"], TOL, "logits_last")
+    fc.check_hf_prefill(model, manifest, golden, out)
     assert np.array_equal(golden["position_ids"], np.arange(meta["seq_len"])[None])
 
 
@@ -385,19 +352,8 @@ def test_package_graphs_equal_hf_forward(iv_hf, model, manifest, golden, tok):
         want = model(input_ids=torch.tensor([ids]), pixel_values=pixels).logits
     embeds = run(FIXTURE / manifest["graphs"]["embed"], input_ids=torch.tensor([seq.input_ids]))[c.EMBED_OUT]
     video = run(FIXTURE / manifest["graphs"]["vision"], pixel_values=pixels)[c.VISION_OUT_EMBEDS]
-    parts, prev = [], 0
-    for i, start in enumerate(seq.frame_starts):
-        k = start - i * (N - 1)
-        parts += [embeds[:, prev:k], video[None, i * N:(i + 1) * N]]
-        prev = k + 1
-    h = np.concatenate(parts + [embeds[:, prev:]], axis=1)
-    S = h.shape[1]
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=np.arange(S)[None])
-    mask = gd.additive(gd.causal_blocked(1, 1, S)[0])[:, None].numpy()
-    empty = np.zeros((1, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-    for path in manifest["graphs"]["layers"]:
-        h = run_layer(FIXTURE / path, h, rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN], empty, empty,
-                      mask)[c.LAYER_OUT_HIDDEN]
+    spliced = fc.splice_frames(embeds, video, seq.frame_starts, N)
+    h = fc.ort_causal_prefill(FIXTURE, manifest, spliced, np.arange(spliced.shape[1])[None])
     logits = run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h)[c.HEAD_OUT_LOGITS]
     assert_close(logits, want, TOL, "logits (every position)")
 
@@ -405,56 +361,16 @@ def test_package_graphs_equal_hf_forward(iv_hf, model, manifest, golden, tok):
 def test_package_graphs_reproduce_every_golden_case(manifest, meta, golden):
     """ONNX Runtime through the package's graphs gives each case's hidden states and logits, with the
     masks rebuilt from golden.yaml (frame_starts) and compared edge for edge first."""
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=golden["position_ids"])
-    cos, sin = rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN]
-    assert_close(cos, golden["cos"], 1e-5, "cos")
-    seq = seq_from_meta(golden, meta)
+    cos, sin = fc.golden_rope(FIXTURE, manifest, golden)
     ids = torch.from_numpy(golden["input_ids"])
     embeds = run(FIXTURE / manifest["graphs"]["embed"], input_ids=ids)[c.EMBED_OUT]
     video = run(FIXTURE / manifest["graphs"]["vision"], pixel_values=golden["pixel_values"])[c.VISION_OUT_EMBEDS]
-    # Splice each frame's rows at its placeholder, as the runtime does.
-    n, parts, prev = meta["tokens_per_frame"], [], 0
-    for i, start in enumerate(meta["frame_starts"]):
-        k = start - i * (n - 1)
-        parts += [embeds[:, prev:k], video[None, i * n:(i + 1) * n]]
-        prev = k + 1
-    spliced = np.concatenate(parts + [embeds[:, prev:]], axis=1)
+    spliced = fc.splice_frames(embeds, video, meta["frame_starts"], meta["tokens_per_frame"])
     assert_close(spliced, golden["embeds"], TOL, "spliced embeds")
-    L, P = meta["num_layers"], meta["prefix_len"]
-    for case in meta["cases"]:
-        name, B = case["name"], case["batch"]
-        blocked = gd.case_blocked(L, B, seq, case["blocks"])
-        start = P if name == "extend" else 0
-        blocked = blocked[:, :, start:]
-        assert (blocked == golden[f"{name}.blocked"]).all(), name
-        h = np.repeat(golden["embeds"][:, start:], B, axis=0)
-        rows = (np.repeat(cos[:, start:], B, axis=0), np.repeat(sin[:, start:], B, axis=0))
-        for layer in range(L):
-            if name == "extend":
-                pk, pv = golden["extend.past_key"][layer], golden["extend.past_value"][layer]
-            else:
-                pk = pv = np.zeros((B, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-            mask = gd.additive(blocked[layer])[:, None].numpy()
-            h = run_layer(FIXTURE / manifest["graphs"]["layers"][layer], h, *rows, pk, pv, mask)[c.LAYER_OUT_HIDDEN]
-            assert_close(h, golden[f"{name}.hidden"][layer + 1], TOL, f"{name} hidden {layer + 1}")
-        logits = run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h[:, -1:])[c.HEAD_OUT_LOGITS][:, 0]
-        assert_close(logits, golden[f"{name}.logits_last"], TOL, f"{name} logits_last")
-    assert max_err(golden["knockout.logits_last"], golden["prefill.logits_last"]) > WRONG
+    fc.replay_golden_cases(FIXTURE, manifest, meta, golden, seq_from_meta(golden, meta), cos, sin)
 
 
 # ---- token groups ------------------------------------------------------------------------------------
-
-
-def spliced_texts(manifest, tok, seq) -> list:
-    """Spliced position -> token text (frame rows: None)."""
-    texts = []
-    for t in seq.input_ids:
-        if t == manifest["special_tokens"]["video_token_id"]:
-            texts += [None] * seq.tokens_per_frame
-        else:
-            texts.append(tok.decode([t], skip_special_tokens=False))
-    assert len(texts) == seq.seq_len
-    return texts
 
 
 def test_groups(manifest, meta, golden, tok):
@@ -463,7 +379,7 @@ def test_groups(manifest, meta, golden, tok):
     seq = gd.build_sequence(manifest, tok)
     assert seq.frame_starts == meta["frame_starts"] and seq.video_start == meta["video_start"]
     assert seq == seq_from_meta(golden, meta)
-    texts = spliced_texts(manifest, tok, seq)
+    texts = fc.spliced_texts(manifest, tok, seq)
     video = seq.group("video")
     assert "".join(texts[k] for k in video if texts[k] is not None) == "\n".join(
         f"Frame{i}: <img></img>" for i in range(1, 5))
@@ -480,78 +396,36 @@ def test_groups(manifest, meta, golden, tok):
     assert meta["prefix_len"] == meta["frame_starts"][2] + N // 2  # mid frame 2, as the other families
 
 
-@torch.no_grad()
-def masked_logits(model, golden, seq, blocks):
-    text = text_model(model)
-    embeds = torch.from_numpy(golden["embeds"])
-    cos, sin = torch.from_numpy(golden["cos"]), torch.from_numpy(golden["sin"])
-    states, _, _ = gd.run_layers(model, embeds, cos, sin, gd.case_blocked(len(text.layers), 1, seq, blocks))
-    return gd.lenses(model, states[-1][:, -1])[0]
-
-
 def test_wrong_groups_fail(model, manifest, meta, golden, tok):
     """Deliberately wrong groupings give other masks and other knockout results: the frame text
     (`Frame{i}: <img>` before, `</img>` after) counted inside its frame, the video group without the
     last frame's `</img>`, the video group without the text between frames, and the frames laid out
     back to back from video_start (as if no text separated them)."""
     seq = gd.build_sequence(manifest, tok)
-    want_blocked = golden["knockout.blocked"]
-    want = golden["knockout.logits_last"]
-    assert_close(masked_logits(model, golden, seq, gd.KNOCKOUT_BLOCKS), want, TOL, "right groups")
-
-    class TextInFrame(gd.Sequence):
-        def frame(self, i):  # from the end of the previous frame's `</img>` (or video_start) to its own `</img>`
-            end = self.frame_starts[i] + self.tokens_per_frame + 1
-            start = self.video_start if i == 0 else self.frame_starts[i - 1] + self.tokens_per_frame + 1
-            return range(start, end)
-
-    class VideoWithoutText(gd.Sequence):
-        def group(self, name):
-            if name == "video":
-                return self.video_rows()
-            return super().group(name)
-
-    fields = {k: getattr(seq, k) for k in gd.Sequence.__dataclass_fields__}
     wrongs = {
-        "text in frame": TextInFrame(**fields),
+        # from the end of the previous frame's `</img>` (or video_start) to its own `</img>`
+        "text in frame": fc.text_in_frame(seq, suffix_tokens=1),
         "video without the last </img>": replace(seq, video_end=seq.video_end - 1),
-        "video without text": VideoWithoutText(**fields),
+        "video without text": fc.VideoWithoutText(**fc.sequence_fields(seq)),
         "frames back to back": replace(seq, frame_starts=None, video_end=None),
     }
-    for name, wrong in wrongs.items():
-        blocked = gd.case_blocked(manifest["num_layers"], 1, wrong, gd.KNOCKOUT_BLOCKS)
-        assert not np.array_equal(blocked, want_blocked), name
-        assert max_err(masked_logits(model, golden, wrong, gd.KNOCKOUT_BLOCKS), want) > WRONG, name
+    fc.check_wrong_groups_fail(model, manifest, golden, seq, wrongs)
 
 
 # ---- goldens -------------------------------------------------------------------------------------------
 
 
 def test_golden_shapes(manifest, meta, golden):
-    L, S, D, V = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"], manifest["vocab_size"]
-    F, P = manifest["video"]["num_frames"], meta["prefix_len"]
-    assert [case["name"] for case in meta["cases"]] == list(c.GOLDEN_CASES)
+    fc.check_golden_shapes(manifest, meta, golden)
+    S, D, F = meta["seq_len"], manifest["hidden_size"], manifest["video"]["num_frames"]
     assert list(meta)[:7] == ["num_layers", "seq_len", "video_start", "tokens_per_frame", "num_frames",
                               "frame_starts", "prefix_len"]
     assert (meta["num_frames"], meta["tokens_per_frame"]) == (F, N)
     assert golden["pixel_values"].shape == (F, 3, 64, 64)
     assert golden["video_embeds"].shape == (F * N, D) and golden["embeds"].shape == (1, S, D)
-    assert golden["extend.past_key"].shape == (L, 1, 2, P, 16)
-    assert golden["prefill.lens_norm"].shape == (L, V)
     assert S == golden["input_ids"].shape[1] - F + F * N  # one placeholder per frame
-    assert np.array_equal(golden["pixel_values"], gd.synthetic_frames(manifest))
 
 
 def test_generate_golden_regenerates(iv_hf, model):
-    with open(FIXTURE / c.GOLDEN_DIR / gg.GENERATE_FILE) as f:
-        committed = json.load(f)
-    fresh = gg.compute_generate_golden(iv_hf, str(FIXTURE), model=model)
-    assert list(committed) == list(fresh)
-    for key in fresh:
-        if key != "cases":
-            assert committed[key] == fresh[key], key
-    for want, got in zip(committed["cases"], fresh["cases"]):
-        assert want["tokens"] == got["tokens"], want["name"]
-    assert committed["cases"][0]["tokens"] != committed["cases"][1]["tokens"]
-    assert "HF InternVLForConditionalGeneration.generate" in committed["cases"][0]["reference"]
+    committed = fc.check_generate_golden(iv_hf, FIXTURE, model, "HF InternVLForConditionalGeneration.generate")
     assert "pixel_values" in committed["cases"][0]["reference"]

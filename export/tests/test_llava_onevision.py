@@ -6,15 +6,14 @@ against the HF model's own full forward on the processor-expanded input."""
 import json
 from pathlib import Path
 
+import family_checks as fc
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
-import yaml
-from conftest import REPO, assert_close, hf_layer_forward, max_err, random_mask, run, run_layer
+from conftest import REPO, assert_close, max_err, run
 from onnx import numpy_helper
-from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from vidflow_export import contract as c
@@ -48,18 +47,17 @@ def model(ov_hf):
 
 @pytest.fixture(scope="module")
 def manifest():
-    return mf.read(str(FIXTURE / c.MANIFEST_FILE))
+    return fc.read_manifest(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def meta():
-    with open(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_YAML_FILE) as f:
-        return yaml.safe_load(f)
+    return fc.read_meta(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return load_file(str(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_TENSORS_FILE))
+    return fc.read_golden(FIXTURE)
 
 
 def golden_sequence(golden, meta) -> gd.Sequence:
@@ -79,13 +77,8 @@ def expanded_ids(golden, meta, manifest) -> torch.Tensor:
 def ort_last_logits(manifest, embeds: np.ndarray) -> np.ndarray:
     """The package's rope graph (token-index positions), every layer graph (plain causal) and
     head_norm on [1,S,D] -> logits at the last position [1,V]."""
-    S = embeds.shape[1]
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=np.arange(S, dtype=np.int64)[None])
-    mask = gd.additive(gd.causal_blocked(1, 1, S)[0])[:, None].numpy()
-    empty = np.zeros((1, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-    h = embeds
-    for rel in manifest["graphs"]["layers"]:
-        h = run_layer(FIXTURE / rel, h, rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN], empty, empty, mask)[c.LAYER_OUT_HIDDEN]
+    positions = np.arange(embeds.shape[1], dtype=np.int64)[None]
+    h = fc.ort_causal_prefill(FIXTURE, manifest, embeds, positions)
     return run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h[:, -1:])[c.HEAD_OUT_LOGITS][:, 0]
 
 
@@ -238,11 +231,7 @@ def test_rope_graph_equals_rotary_module(model, manifest):
     dims = [d.dim_param or d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim]
     assert g.graph.input[0].name == c.ROPE_IN_POSITIONS and dims == ["B", "T"]
     pos = torch.randint(0, 500, (2, 7), generator=torch.Generator().manual_seed(0))
-    out = run(path, position_ids=pos)
-    with torch.no_grad():
-        cos, sin = text_model(model).rotary_emb(torch.zeros(1), pos)
-    assert_close(out[c.ROPE_OUT_COS], cos, TOL, "cos")
-    assert_close(out[c.ROPE_OUT_SIN], sin, TOL, "sin")
+    out = fc.check_rope_graph(model, path, pos)
     # Independent of HF: plain RoPE, theta 10000, head_dim 16.
     inv = 1.0 / 10000.0 ** (np.arange(0, 16, 2) / 16)
     angles = pos.numpy()[..., None] * inv
@@ -253,23 +242,7 @@ def test_rope_graph_equals_rotary_module(model, manifest):
 
 @pytest.mark.parametrize("layer_idx,P,Q", [(1, 6, 9), (3, 0, 5)])
 def test_layer_graph_equals_hf_layer(model, manifest, layer_idx, P, Q):
-    text = text_model(model)
-    g = torch.Generator().manual_seed(layer_idx)
-    B, D, Hkv, Dh = 2, manifest["hidden_size"], manifest["num_kv_heads"], manifest["head_dim"]
-    hidden = torch.randn(B, Q, D, generator=g)
-    pos = torch.randint(0, 100, (B, Q), generator=g)
-    with torch.no_grad():
-        cos, sin = text.rotary_emb(hidden, pos)
-    args = (hidden, cos, sin, torch.randn(B, Hkv, P, Dh, generator=g), torch.randn(B, Hkv, P, Dh, generator=g),
-            random_mask(g, B, Q, P, fully_blocked_rows=[(0, Q - 1)]))
-    want_h, want_k, want_v, want_w = hf_layer_forward(text.layers[layer_idx], text.config, *args)
-    for attn in (False, True):
-        out = run_layer(FIXTURE / c.layer_file(layer_idx, attn), *args)
-        assert_close(out[c.LAYER_OUT_HIDDEN], want_h, TOL, "hidden_out")
-        assert_close(out[c.LAYER_OUT_KEY], want_k, TOL, "key")
-        assert_close(out[c.LAYER_OUT_VALUE], want_v, TOL, "value")
-        if attn:
-            assert_close(out[c.LAYER_OUT_ATTN], want_w, TOL, "attn_weights")
+    fc.check_layer_graph(model, manifest, FIXTURE, layer_idx, P, Q)
 
 
 # ---- the golden sequence and prefill -------------------------------------------------------------------
@@ -300,32 +273,9 @@ def test_golden_token_layout(manifest, meta, golden):
 def test_package_graphs_reproduce_every_golden_case(manifest, meta, golden):
     """ONNX Runtime through the package's layer and head graphs gives each case's hidden states and
     logits (masks from golden.yaml's block rules; extend with the stored past K/V)."""
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=golden["position_ids"])
-    cos, sin = rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN]
     assert np.array_equal(golden["position_ids"], np.arange(meta["seq_len"])[None])
-    assert_close(cos, golden["cos"], 1e-5, "cos")
-    assert_close(sin, golden["sin"], 1e-5, "sin")
-    seq = golden_sequence(golden, meta)
-    L, P = meta["num_layers"], meta["prefix_len"]
-    for case in meta["cases"]:
-        name, B = case["name"], case["batch"]
-        blocked = gd.case_blocked(L, B, seq, case["blocks"])
-        start = P if name == "extend" else 0
-        blocked = blocked[:, :, start:]
-        assert (blocked == golden[f"{name}.blocked"]).all(), name
-        h = np.repeat(golden["embeds"][:, start:], B, axis=0)
-        rows = (np.repeat(cos[:, start:], B, axis=0), np.repeat(sin[:, start:], B, axis=0))
-        for layer in range(L):
-            if name == "extend":
-                pk, pv = golden["extend.past_key"][layer], golden["extend.past_value"][layer]
-            else:
-                pk = pv = np.zeros((B, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-            mask = gd.additive(blocked[layer])[:, None].numpy()
-            h = run_layer(FIXTURE / manifest["graphs"]["layers"][layer], h, *rows, pk, pv, mask)[c.LAYER_OUT_HIDDEN]
-            assert_close(h, golden[f"{name}.hidden"][layer + 1], TOL, f"{name} hidden {layer + 1}")
-        logits = run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h[:, -1:])[c.HEAD_OUT_LOGITS][:, 0]
-        assert_close(logits, golden[f"{name}.logits_last"], TOL, f"{name} logits_last")
-    assert max_err(golden["knockout.logits_last"], golden["prefill.logits_last"]) > WRONG
+    cos, sin = fc.golden_rope(FIXTURE, manifest, golden)
+    fc.replay_golden_cases(FIXTURE, manifest, meta, golden, golden_sequence(golden, meta), cos, sin)
 
 
 def test_package_prefill_is_the_hf_forward_and_the_newline_goes_last(model, manifest, meta, golden):
@@ -360,17 +310,12 @@ def test_package_prefill_is_the_hf_forward_and_the_newline_goes_last(model, mani
 
 
 def test_golden_shapes(manifest, meta, golden):
-    L, S, D, V = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"], manifest["vocab_size"]
-    P = meta["prefix_len"]
-    assert [case["name"] for case in meta["cases"]] == list(c.GOLDEN_CASES)
+    fc.check_golden_shapes(manifest, meta, golden)
+    L, S, D, P = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"], meta["prefix_len"]
     assert list(meta)[:7] == ["num_layers", "seq_len", "video_start", "tokens_per_frame", "num_frames",
                               "trailing_tokens", "prefix_len"]
     assert (meta["num_frames"], meta["tokens_per_frame"]) == (FRAMES, HW)
     assert golden["pixel_values"].shape == (FRAMES, 3, 64, 64)
     assert golden["video_embeds"].shape == (N_VIDEO, D) and golden["embeds"].shape == (1, S, D)
     assert golden["cos"].shape == (1, S, 16) and golden["prefill.hidden"].shape == (L + 1, 1, S, D)
-    assert golden["extend.past_key"].shape == (L, 1, 2, P, 16)
-    assert golden["prefill.lens_norm"].shape == (L, V)
     assert P == meta["video_start"] + 2 * HW + HW // 2
-    # The golden pixels are the manifest's normalisation of synthetic frames.
-    assert np.array_equal(golden["pixel_values"], gd.synthetic_frames(manifest))

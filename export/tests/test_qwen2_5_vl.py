@@ -8,13 +8,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import family_checks as fc
 import numpy as np
 import onnx
 import pytest
 import torch
-import yaml
-from conftest import REPO, assert_close, hf_layer_forward, max_err, random_mask, run, run_layer
-from safetensors.numpy import load_file
+from conftest import REPO, assert_close, max_err, run
 from tokenizers import Tokenizer
 
 from vidflow_export import contract as c
@@ -46,18 +45,17 @@ def model(qwen_hf):
 
 @pytest.fixture(scope="module")
 def manifest():
-    return mf.read(str(FIXTURE / c.MANIFEST_FILE))
+    return fc.read_manifest(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def meta():
-    with open(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_YAML_FILE) as f:
-        return yaml.safe_load(f)
+    return fc.read_meta(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return load_file(str(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_TENSORS_FILE))
+    return fc.read_golden(FIXTURE)
 
 
 def expanded_ids(golden, meta, manifest) -> torch.Tensor:
@@ -74,15 +72,7 @@ def grid(model, manifest):
 
 def ort_prefill(manifest, embeds, positions):
     """The package's rope graph and every layer graph (plain causal) on [1,S,D] -> last hidden [1,S,D]."""
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=positions)
-    S = embeds.shape[1]
-    mask = gd.additive(gd.causal_blocked(1, 1, S)[0])[:, None].numpy()
-    empty = np.zeros((1, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-    h = embeds
-    for rel in manifest["graphs"]["layers"]:
-        out = run_layer(FIXTURE / rel, h, rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN], empty, empty, mask)
-        h = out[c.LAYER_OUT_HIDDEN]
-    return h
+    return fc.ort_causal_prefill(FIXTURE, manifest, embeds, positions)
 
 
 # ---- manifest and prompt -------------------------------------------------------------------------------
@@ -245,12 +235,8 @@ def test_rope_graph_equals_rotary_module(model, manifest):
     dims = [d.dim_param or d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim]
     assert g.graph.input[0].name == c.ROPE_IN_POSITIONS and dims == [3, "B", "T"]
     pos = torch.randint(0, 400, (3, 2, 7), generator=torch.Generator().manual_seed(0))
-    out = run(path, position_ids=pos)
-    with torch.no_grad():
-        cos, sin = text_model(model).rotary_emb(torch.zeros(1), pos)
+    out = fc.check_rope_graph(model, path, pos)
     assert out[c.ROPE_OUT_COS].shape == (2, 7, 16)
-    assert_close(out[c.ROPE_OUT_COS], cos, TOL, "cos")
-    assert_close(out[c.ROPE_OUT_SIN], sin, TOL, "sin")
     # Independent of HF: frequency pairs 0-1 rotate by t, 2-4 by h, 5-7 by w ([2, 3, 3]).
     inv = 1.0 / 10000.0 ** (np.arange(0, 16, 2) / 16)
     axis = np.repeat([0, 1, 2], [2, 3, 3])
@@ -262,23 +248,7 @@ def test_rope_graph_equals_rotary_module(model, manifest):
 
 @pytest.mark.parametrize("layer_idx,P,Q", [(1, 6, 9), (3, 0, 5)])
 def test_layer_graph_equals_hf_layer(model, manifest, layer_idx, P, Q):
-    text = text_model(model)
-    g = torch.Generator().manual_seed(layer_idx)
-    B, D, Hkv, Dh = 2, manifest["hidden_size"], manifest["num_kv_heads"], manifest["head_dim"]
-    hidden = torch.randn(B, Q, D, generator=g)
-    pos = torch.randint(0, 100, (3, B, Q), generator=g)
-    with torch.no_grad():
-        cos, sin = text.rotary_emb(hidden, pos)
-    args = (hidden, cos, sin, torch.randn(B, Hkv, P, Dh, generator=g), torch.randn(B, Hkv, P, Dh, generator=g),
-            random_mask(g, B, Q, P, fully_blocked_rows=[(0, Q - 1)]))
-    want_h, want_k, want_v, want_w = hf_layer_forward(text.layers[layer_idx], text.config, *args)
-    for attn in (False, True):
-        out = run_layer(FIXTURE / c.layer_file(layer_idx, attn), *args)
-        assert_close(out[c.LAYER_OUT_HIDDEN], want_h, TOL, "hidden_out")
-        assert_close(out[c.LAYER_OUT_KEY], want_k, TOL, "key")
-        assert_close(out[c.LAYER_OUT_VALUE], want_v, TOL, "value")
-        if attn:
-            assert_close(out[c.LAYER_OUT_ATTN], want_w, TOL, "attn_weights")
+    fc.check_layer_graph(model, manifest, FIXTURE, layer_idx, P, Q, position_axes=(3,))
 
 
 # ---- positions ---------------------------------------------------------------------------------------
@@ -314,12 +284,7 @@ def test_hf_forward_with_our_positions_is_the_golden(model, manifest, meta, gold
         own = model(input_ids=ids, pixel_values_videos=flat, video_grid_thw=grid(model, manifest),
                     mm_token_type_ids=(ids == model.config.video_token_id).int() * 2,
                     second_per_grid_ts=torch.tensor([1.0]))
-        normed = text_model(model).norm(torch.from_numpy(golden["prefill.hidden"][-1]))
-    L = manifest["num_layers"]
-    for layer in range(L):  # HF's last entry is after the final norm
-        assert_close(out.hidden_states[layer], golden["prefill.hidden"][layer], TOL, f"hidden {layer}")
-    assert_close(out.hidden_states[L], normed, TOL, "final normed hidden")
-    assert_close(out.logits[:, -1], golden["prefill.logits_last"], TOL, "logits_last")
+    fc.check_hf_prefill(model, manifest, golden, out)
     assert max_err(own.logits[:, -1], golden["prefill.logits_last"]) > WRONG
 
 
@@ -369,44 +334,18 @@ def test_package_prefill_and_wrong_rules(manifest, meta, golden):
 def test_package_graphs_reproduce_every_golden_case(manifest, meta, golden):
     """ONNX Runtime through the package's layer and head graphs gives each case's hidden states and
     logits (masks from golden.yaml's block rules; extend with the stored past K/V)."""
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=golden["position_ids"])
-    cos, sin = rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN]
-    assert_close(cos, golden["cos"], 1e-5, "cos")
-    assert_close(sin, golden["sin"], 1e-5, "sin")
+    cos, sin = fc.golden_rope(FIXTURE, manifest, golden)
     seq = gd.Sequence(golden["input_ids"][0].tolist(), meta["video_start"], meta["num_frames"],
                       meta["tokens_per_frame"], meta["seq_len"])
-    L, P = meta["num_layers"], meta["prefix_len"]
-    for case in meta["cases"]:
-        name, B = case["name"], case["batch"]
-        blocked = gd.case_blocked(L, B, seq, case["blocks"])
-        start = P if name == "extend" else 0
-        blocked = blocked[:, :, start:]
-        assert (blocked == golden[f"{name}.blocked"]).all(), name
-        h = np.repeat(golden["embeds"][:, start:], B, axis=0)
-        rows = (np.repeat(cos[:, start:], B, axis=0), np.repeat(sin[:, start:], B, axis=0))
-        for layer in range(L):
-            if name == "extend":
-                pk, pv = golden["extend.past_key"][layer], golden["extend.past_value"][layer]
-            else:
-                pk = pv = np.zeros((B, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-            mask = gd.additive(blocked[layer])[:, None].numpy()
-            h = run_layer(FIXTURE / manifest["graphs"]["layers"][layer], h, *rows, pk, pv, mask)[c.LAYER_OUT_HIDDEN]
-            assert_close(h, golden[f"{name}.hidden"][layer + 1], TOL, f"{name} hidden {layer + 1}")
-        logits = run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h[:, -1:])[c.HEAD_OUT_LOGITS][:, 0]
-        assert_close(logits, golden[f"{name}.logits_last"], TOL, f"{name} logits_last")
-    assert max_err(golden["knockout.logits_last"], golden["prefill.logits_last"]) > WRONG
+    fc.replay_golden_cases(FIXTURE, manifest, meta, golden, seq, cos, sin)
 
 
 def test_golden_shapes(manifest, meta, golden):
-    L, S, D, V = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"], manifest["vocab_size"]
-    F, N, P = manifest["video"]["num_frames"], 64, meta["prefix_len"]
-    assert [case["name"] for case in meta["cases"]] == list(c.GOLDEN_CASES)
+    fc.check_golden_shapes(manifest, meta, golden)
+    L, S, D = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"]
+    F, N = manifest["video"]["num_frames"], 64
     assert (meta["num_frames"], meta["tokens_per_frame"]) == (F, 16)
     assert golden["pixel_values"].shape == (F * 2, 3, 64, 64)
     assert golden["video_embeds"].shape == (N, D) and golden["embeds"].shape == (1, S, D)
     assert golden["cos"].shape == (1, S, 16) and golden["prefill.hidden"].shape == (L + 1, 1, S, D)
-    assert golden["extend.past_key"].shape == (L, 1, 2, P, 16)
-    assert golden["prefill.lens_norm"].shape == (L, V)
-    assert S == golden["input_ids"].shape[1] - 1 + N
-    # The golden pixels are the manifest's normalisation of synthetic frames, one per input frame.
-    assert np.array_equal(golden["pixel_values"], gd.synthetic_frames(manifest))
+    assert S == golden["input_ids"].shape[1] - 1 + N  # the golden pixels: one per input frame

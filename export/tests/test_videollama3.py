@@ -6,18 +6,18 @@ own forward, and the token groups (the per-frame text is in `video`, in no `fram
 
 import ast
 import importlib.util
-import json
 import textwrap
 from dataclasses import replace
 from pathlib import Path
 
+import family_checks as fc
 import numpy as np
 import onnx
 import pytest
 import torch
 import yaml
-from conftest import REPO, assert_close, hf_layer_forward, max_err, random_mask, run, run_layer
-from safetensors.numpy import load_file
+from conftest import REPO, assert_close, run
+from family_checks import TOL
 from tokenizers import Tokenizer
 
 from vidflow_export import contract as c
@@ -30,9 +30,6 @@ from vidflow_export.hf import text_model, video_processor_settings
 from vidflow_export.prompt import render, render_open
 
 FIXTURE = REPO / "tests" / "fixtures" / "tiny-videollama3"
-TOL = 1e-4
-# A wrong mask must move the results by far more than the graph contract.
-WRONG = 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def model(vl3_hf):
 
 @pytest.fixture(scope="module")
 def manifest():
-    return mf.read(str(FIXTURE / c.MANIFEST_FILE))
+    return fc.read_manifest(FIXTURE)
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +56,17 @@ def tok(manifest):
 
 @pytest.fixture(scope="module")
 def meta():
-    with open(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_YAML_FILE) as f:
-        return yaml.safe_load(f)
+    return fc.read_meta(FIXTURE)
 
 
 @pytest.fixture(scope="module")
 def golden():
-    return load_file(str(FIXTURE / c.GOLDEN_DIR / c.GOLDEN_TENSORS_FILE))
+    return fc.read_golden(FIXTURE)
 
 
 def seq_from_meta(golden, meta) -> gd.Sequence:
-    """The golden's Sequence as golden.yaml describes it (the Rust tests' view)."""
-    F, n = meta["num_frames"], meta["tokens_per_frame"]
-    return gd.Sequence(golden["input_ids"][0].tolist(), meta["video_start"], F, n, meta["seq_len"],
-                       frame_starts=meta["frame_starts"], video_end=meta["frame_starts"][-1] + n)
+    """The golden's Sequence as golden.yaml describes it (the Rust tests' view): no frame suffix."""
+    return fc.per_frame_sequence(golden, meta)
 
 
 def grid(model, manifest):
@@ -346,34 +340,13 @@ def test_vision_graph_equals_get_video_features(model, manifest, golden):
 def test_rope_is_token_index(model, manifest):
     """VideoLlama3Model passes no position ids to its Qwen2 language model: positions are token
     indices, the shared 1D rope graph."""
-    path = FIXTURE / manifest["graphs"]["rope"]
     pos = torch.randint(0, 400, (2, 7), generator=torch.Generator().manual_seed(0))
-    out = run(path, position_ids=pos)
-    with torch.no_grad():
-        cos, sin = text_model(model).rotary_emb(torch.zeros(1), pos)
-    assert_close(out[c.ROPE_OUT_COS], cos, TOL, "cos")
-    assert_close(out[c.ROPE_OUT_SIN], sin, TOL, "sin")
+    fc.check_rope_graph(model, FIXTURE / manifest["graphs"]["rope"], pos)
 
 
 @pytest.mark.parametrize("layer_idx,P,Q", [(1, 6, 9), (3, 0, 5)])
 def test_layer_graph_equals_hf_layer(model, manifest, layer_idx, P, Q):
-    text = text_model(model)
-    g = torch.Generator().manual_seed(layer_idx)
-    B, D, Hkv, Dh = 2, manifest["hidden_size"], manifest["num_kv_heads"], manifest["head_dim"]
-    hidden = torch.randn(B, Q, D, generator=g)
-    pos = torch.randint(0, 100, (B, Q), generator=g)
-    with torch.no_grad():
-        cos, sin = text.rotary_emb(hidden, pos)
-    args = (hidden, cos, sin, torch.randn(B, Hkv, P, Dh, generator=g), torch.randn(B, Hkv, P, Dh, generator=g),
-            random_mask(g, B, Q, P, fully_blocked_rows=[(0, Q - 1)]))
-    want_h, want_k, want_v, want_w = hf_layer_forward(text.layers[layer_idx], text.config, *args)
-    for attn in (False, True):
-        out = run_layer(FIXTURE / c.layer_file(layer_idx, attn), *args)
-        assert_close(out[c.LAYER_OUT_HIDDEN], want_h, TOL, "hidden_out")
-        assert_close(out[c.LAYER_OUT_KEY], want_k, TOL, "key")
-        assert_close(out[c.LAYER_OUT_VALUE], want_v, TOL, "value")
-        if attn:
-            assert_close(out[c.LAYER_OUT_ATTN], want_w, TOL, "attn_weights")
+    fc.check_layer_graph(model, manifest, FIXTURE, layer_idx, P, Q)
 
 
 def test_hf_forward_is_the_golden(model, manifest, meta, golden, tok):
@@ -387,53 +360,20 @@ def test_hf_forward_is_the_golden(model, manifest, meta, golden, tok):
     with torch.no_grad():
         out = model(input_ids=ids, pixel_values_videos=vl.patchify(pixels, 8), video_grid_thw=grid(model, manifest),
                     video_merge_sizes=vl.merge_sizes(), output_hidden_states=True)
-        normed = text_model(model).norm(torch.from_numpy(golden["prefill.hidden"][-1]))
-    L = manifest["num_layers"]
-    for layer in range(L):  # HF's last entry is after the final norm
-        assert_close(out.hidden_states[layer], golden["prefill.hidden"][layer], TOL, f"hidden {layer}")
-    assert_close(out.hidden_states[L], normed, TOL, "final normed hidden")
-    assert_close(out.logits[:, -1], golden["prefill.logits_last"], TOL, "logits_last")
+    fc.check_hf_prefill(model, manifest, golden, out)
     assert np.array_equal(golden["position_ids"], np.arange(meta["seq_len"])[None])
 
 
 def test_package_graphs_reproduce_every_golden_case(manifest, meta, golden):
     """ONNX Runtime through the package's graphs gives each case's hidden states and logits, with the
     masks rebuilt from golden.yaml (frame_starts) and compared edge for edge first."""
-    rope = run(FIXTURE / manifest["graphs"]["rope"], position_ids=golden["position_ids"])
-    cos, sin = rope[c.ROPE_OUT_COS], rope[c.ROPE_OUT_SIN]
-    assert_close(cos, golden["cos"], 1e-5, "cos")
-    seq = seq_from_meta(golden, meta)
+    cos, sin = fc.golden_rope(FIXTURE, manifest, golden)
     ids = torch.from_numpy(golden["input_ids"])
     embeds = run(FIXTURE / manifest["graphs"]["embed"], input_ids=ids)[c.EMBED_OUT]
     video = run(FIXTURE / manifest["graphs"]["vision"], pixel_values=golden["pixel_values"])[c.VISION_OUT_EMBEDS]
-    # Splice each frame's rows at its placeholder, as the runtime does.
-    n, parts, prev = meta["tokens_per_frame"], [], 0
-    for i, start in enumerate(meta["frame_starts"]):
-        k = start - i * (n - 1)
-        parts += [embeds[:, prev:k], video[None, i * n:(i + 1) * n]]
-        prev = k + 1
-    spliced = np.concatenate(parts + [embeds[:, prev:]], axis=1)
+    spliced = fc.splice_frames(embeds, video, meta["frame_starts"], meta["tokens_per_frame"])
     assert_close(spliced, golden["embeds"], TOL, "spliced embeds")
-    L, P = meta["num_layers"], meta["prefix_len"]
-    for case in meta["cases"]:
-        name, B = case["name"], case["batch"]
-        blocked = gd.case_blocked(L, B, seq, case["blocks"])
-        start = P if name == "extend" else 0
-        blocked = blocked[:, :, start:]
-        assert (blocked == golden[f"{name}.blocked"]).all(), name
-        h = np.repeat(golden["embeds"][:, start:], B, axis=0)
-        rows = (np.repeat(cos[:, start:], B, axis=0), np.repeat(sin[:, start:], B, axis=0))
-        for layer in range(L):
-            if name == "extend":
-                pk, pv = golden["extend.past_key"][layer], golden["extend.past_value"][layer]
-            else:
-                pk = pv = np.zeros((B, manifest["num_kv_heads"], 0, manifest["head_dim"]), np.float32)
-            mask = gd.additive(blocked[layer])[:, None].numpy()
-            h = run_layer(FIXTURE / manifest["graphs"]["layers"][layer], h, *rows, pk, pv, mask)[c.LAYER_OUT_HIDDEN]
-            assert_close(h, golden[f"{name}.hidden"][layer + 1], TOL, f"{name} hidden {layer + 1}")
-        logits = run(FIXTURE / manifest["graphs"]["head_norm"], hidden=h[:, -1:])[c.HEAD_OUT_LOGITS][:, 0]
-        assert_close(logits, golden[f"{name}.logits_last"], TOL, f"{name} logits_last")
-    assert max_err(golden["knockout.logits_last"], golden["prefill.logits_last"]) > WRONG
+    fc.replay_golden_cases(FIXTURE, manifest, meta, golden, seq_from_meta(golden, meta), cos, sin)
 
 
 # ---- token groups ------------------------------------------------------------------------------------
@@ -446,15 +386,7 @@ def test_groups(manifest, meta, golden, tok):
     assert seq.frame_starts == meta["frame_starts"] and seq.video_start == meta["video_start"]
     assert seq == seq_from_meta(golden, meta)
     F, n = 4, 16
-    ids = seq.input_ids
-    # Spliced position -> token text (frame rows: None).
-    texts = []
-    for t in ids:
-        if t == manifest["special_tokens"]["video_token_id"]:
-            texts += [None] * n
-        else:
-            texts.append(tok.decode([t], skip_special_tokens=False))
-    assert len(texts) == seq.seq_len
+    texts = fc.spliced_texts(manifest, tok, seq)
     video = seq.group("video")
     assert "".join(texts[k] for k in video if texts[k] is not None) == "Time 0.0s:,Time 1.0s:,Time 2.0s:,Time 3.0s:"
     assert texts[video[0] - 1] == "\n" and texts[video[-1] + 1] == "\n"  # user_prefix's and after_video's
@@ -472,76 +404,34 @@ def test_groups(manifest, meta, golden, tok):
     assert "frame_starts" not in other
 
 
-@torch.no_grad()
-def masked_logits(model, golden, seq, blocks):
-    text = text_model(model)
-    embeds = torch.from_numpy(golden["embeds"])
-    cos, sin = torch.from_numpy(golden["cos"]), torch.from_numpy(golden["sin"])
-    states, _, _ = gd.run_layers(model, embeds, cos, sin, gd.case_blocked(len(text.layers), 1, seq, blocks))
-    return gd.lenses(model, states[-1][:, -1])[0]
-
-
 def test_wrong_groups_fail(model, manifest, meta, golden, tok):
     """Deliberately wrong groupings give other masks and other knockout results: the frame text
     counted inside the following frame (the reference's grouping), the video group without the
     text between frames, and the frames laid out back to back from video_start (as if no text
     separated them)."""
     seq = gd.build_sequence(manifest, tok)
-    want_blocked = golden["knockout.blocked"]
-    want = golden["knockout.logits_last"]
-    assert_close(masked_logits(model, golden, seq, gd.KNOCKOUT_BLOCKS), want, TOL, "right groups")
-
-    class TextInFrame(gd.Sequence):
-        def frame(self, i):  # from the end of the previous frame (or video_start) to this frame's end
-            end = self.frame_starts[i] + self.tokens_per_frame
-            start = self.video_start if i == 0 else self.frame_starts[i - 1] + self.tokens_per_frame
-            return range(start, end)
-
-    class VideoWithoutText(gd.Sequence):
-        def group(self, name):
-            if name == "video":
-                return self.video_rows()
-            return super().group(name)
-
-    fields = {k: getattr(seq, k) for k in gd.Sequence.__dataclass_fields__}
     wrongs = {
-        "text in frame": TextInFrame(**fields),
-        "video without text": VideoWithoutText(**fields),
+        "text in frame": fc.text_in_frame(seq),  # from the end of the previous frame to this frame's end
+        "video without text": fc.VideoWithoutText(**fc.sequence_fields(seq)),
         "frames back to back": replace(seq, frame_starts=None, video_end=None),
     }
-    for name, wrong in wrongs.items():
-        blocked = gd.case_blocked(manifest["num_layers"], 1, wrong, gd.KNOCKOUT_BLOCKS)
-        assert not np.array_equal(blocked, want_blocked), name
-        assert max_err(masked_logits(model, golden, wrong, gd.KNOCKOUT_BLOCKS), want) > WRONG, name
+    fc.check_wrong_groups_fail(model, manifest, golden, seq, wrongs)
 
 
 # ---- goldens -------------------------------------------------------------------------------------------
 
 
 def test_golden_shapes(manifest, meta, golden):
-    L, S, D, V = manifest["num_layers"], meta["seq_len"], manifest["hidden_size"], manifest["vocab_size"]
-    F, N, P = manifest["video"]["num_frames"], 64, meta["prefix_len"]
-    assert [case["name"] for case in meta["cases"]] == list(c.GOLDEN_CASES)
+    fc.check_golden_shapes(manifest, meta, golden)
+    S, D = meta["seq_len"], manifest["hidden_size"]
+    F, N = manifest["video"]["num_frames"], 64
     assert list(meta)[:7] == ["num_layers", "seq_len", "video_start", "tokens_per_frame", "num_frames",
                               "frame_starts", "prefix_len"]
     assert (meta["num_frames"], meta["tokens_per_frame"]) == (F, 16)
     assert golden["pixel_values"].shape == (F, 3, 64, 64)
     assert golden["video_embeds"].shape == (N, D) and golden["embeds"].shape == (1, S, D)
-    assert golden["extend.past_key"].shape == (L, 1, 2, P, 16)
-    assert golden["prefill.lens_norm"].shape == (L, V)
     assert S == golden["input_ids"].shape[1] - F + N  # one placeholder per frame
-    assert np.array_equal(golden["pixel_values"], gd.synthetic_frames(manifest))
 
 
 def test_generate_golden_regenerates(vl3_hf, model):
-    with open(FIXTURE / c.GOLDEN_DIR / gg.GENERATE_FILE) as f:
-        committed = json.load(f)
-    fresh = gg.compute_generate_golden(vl3_hf, str(FIXTURE), model=model)
-    assert list(committed) == list(fresh)
-    for key in fresh:
-        if key != "cases":
-            assert committed[key] == fresh[key], key
-    for want, got in zip(committed["cases"], fresh["cases"]):
-        assert want["tokens"] == got["tokens"], want["name"]
-    assert committed["cases"][0]["tokens"] != committed["cases"][1]["tokens"]
-    assert "HF VideoLlama3ForConditionalGeneration.generate" in committed["cases"][0]["reference"]
+    fc.check_generate_golden(vl3_hf, FIXTURE, model, "HF VideoLlama3ForConditionalGeneration.generate")

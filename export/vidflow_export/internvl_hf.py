@@ -34,6 +34,9 @@ from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
 from .hf import load_eager, text_model, video_processor_settings
+from .manifest import PIL_FILTERS
+from .tiny import qwen2_text_config
+from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
 ARCHITECTURE = "InternVLForConditionalGeneration"
 FAMILY = "llama"
@@ -41,10 +44,8 @@ FAMILY = "llama"
 # Special tokens of the InternVL (Qwen2.5-based) `-hf` tokenizer that prompts and configs use: the
 # tokenizer's `start_image_token`, `end_image_token`, `context_image_token` (the processor's
 # image_token, config.image_token_id) and `video_token` (the chat template's video placeholder,
-# which the processor replaces by the frames; never in a rendered prompt).
-ENDOFTEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
+# which the processor replaces by the frames; never in a rendered prompt); ENDOFTEXT, IM_START, IM_END
+# are tokenizer.py's ChatML ones.
 IMG_START = "<img>"
 IMG_END = "</img>"
 IMG_CONTEXT = "<IMG_CONTEXT>"
@@ -67,7 +68,6 @@ DEFAULT_FRAMES = 8
 # video processor configs).
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
 INSTRUCTION = "Answer with the option letter only."
@@ -115,23 +115,7 @@ def tiny_config(vocab_size: int, ids: dict):
     0.5 -> 16 tokens per frame of 4 * 32 channels into the projector."""
     from transformers import InternVLConfig
 
-    text = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        bos_token_id=None,
-        eos_token_id=ids[IM_END],
-        pad_token_id=ids[ENDOFTEXT],
-        tie_word_embeddings=False,
-    )
+    text = qwen2_text_config(vocab_size, eos_id=ids[IM_END], pad_id=ids[ENDOFTEXT])
     vision = dict(
         hidden_size=32,
         intermediate_size=64,
@@ -320,27 +304,17 @@ def video_section(model_config, processor: dict, frames: int) -> dict:
 def special_ids(tok: Tokenizer, model) -> dict:
     """Video placeholder: the image token of the config (`<IMG_CONTEXT>`); no BOS (Qwen2 prepends
     none); EOS `<|im_end|>` (the end of a turn); pad `<|endoftext|>`."""
-    ids = {"video": int(model.config.image_token_id), "bos": None}
-    for key, token in (("eos", IM_END), ("pad", ENDOFTEXT)):
-        tid = tok.token_to_id(token)
-        if tid is None:
-            raise ValueError(f"the tokenizer has no {token} token")
-        ids[key] = int(tid)
-    return ids
+    return manifest.chatml_special_ids(tok, model.config.image_token_id, eos=IM_END, pad=ENDOFTEXT)
 
 
 def package_manifest(model, tok: Tokenizer, processor: dict, name: str, dtype: str,
                      frames: int | None = None) -> dict:
     """The checked manifest of `export_package` (same defaults), without exporting anything."""
     ids = special_ids(tok, model)
-    placeholder = tok.id_to_token(ids["video"])
-    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
-        raise ValueError(f"image token id {ids['video']} is not a single-token placeholder in the tokenizer")
+    placeholder = manifest.checked_placeholder(tok, ids, text_model(model).config.vocab_size, what="image")
     for token in (IMG_START, IMG_END):
         if tok.token_to_id(token) is None or len(tok.encode(token, add_special_tokens=False).ids) != 1:
             raise ValueError(f"the tokenizer has no single {token} token")
-    if tok.get_vocab_size(with_added_tokens=True) > text_model(model).config.vocab_size:
-        raise ValueError("tokenizer has more ids than the model's vocabulary")
     num_frames = frames or int(processor.get("num_frames") or DEFAULT_FRAMES)
     return manifest.assemble(
         text_model(model).config,

@@ -29,14 +29,17 @@ from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
 from .hf import load_eager, text_model, video_processor_settings
+from .manifest import PIL_FILTERS
+from .manifest import STANDARD_MEAN as SIGLIP_MEAN
+from .manifest import STANDARD_STD as SIGLIP_STD
+from .tiny import qwen2_text_config
+from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
 ARCHITECTURE = "LlavaOnevisionForConditionalGeneration"
 FAMILY = "llama"
 
-# Special tokens of the LLaVA-OneVision (Qwen2) tokenizer that prompts and configs use.
-ENDOFTEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
+# Special tokens of the LLaVA-OneVision (Qwen2) tokenizer that prompts and configs use (ENDOFTEXT,
+# IM_START, IM_END: tokenizer.py's ChatML ones).
 IMAGE = "<image>"
 VIDEO = "<video>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, IMAGE, VIDEO]
@@ -48,10 +51,7 @@ TINY_FRAME = 64
 # llava_onevision default `max_frames_num`.
 DEFAULT_FRAMES = 32
 # SigLIP's normalisation (the original LLaVA-OneVision image processor and the llava-hf checkpoints'
-# processor configs); used when the processor settings name none.
-SIGLIP_MEAN = [0.5, 0.5, 0.5]
-SIGLIP_STD = [0.5, 0.5, 0.5]
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# processor configs; manifest.STANDARD_MEAN / _STD); used when the processor settings name none.
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 
 
@@ -97,23 +97,7 @@ def tiny_config(vocab_size: int, ids: dict):
     26-layer SigLIP is the original tower with its last layer removed)."""
     from transformers import LlavaOnevisionConfig
 
-    text = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        bos_token_id=None,
-        eos_token_id=ids[IM_END],
-        pad_token_id=ids[ENDOFTEXT],
-        tie_word_embeddings=False,
-    )
+    text = qwen2_text_config(vocab_size, eos_id=ids[IM_END], pad_id=ids[ENDOFTEXT])
     vision = dict(
         model_type="siglip_vision_model",
         image_size=TINY_FRAME,
@@ -278,24 +262,14 @@ def video_section(model_config, processor: dict, num_frames: int, trailing: int)
 def special_ids(tok: Tokenizer, model) -> dict:
     """Video placeholder from the config; no BOS (Qwen2 prepends none); EOS `<|im_end|>` (the end of
     a turn, the conversation's separator); pad `<|endoftext|>`."""
-    ids = {"video": int(model.config.video_token_index), "bos": None}
-    for key, token in (("eos", IM_END), ("pad", ENDOFTEXT)):
-        tid = tok.token_to_id(token)
-        if tid is None:
-            raise ValueError(f"the tokenizer has no {token} token")
-        ids[key] = int(tid)
-    return ids
+    return manifest.chatml_special_ids(tok, model.config.video_token_index, eos=IM_END, pad=ENDOFTEXT)
 
 
 def package_manifest(model, tok: Tokenizer, processor: dict, name: str, dtype: str,
                      frames: int | None = None) -> dict:
     """The checked manifest of `export_package` (same defaults), without exporting anything."""
     ids = special_ids(tok, model)
-    placeholder = tok.id_to_token(ids["video"])
-    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
-        raise ValueError(f"video token id {ids['video']} is not a single-token placeholder in the tokenizer")
-    if tok.get_vocab_size(with_added_tokens=True) > text_model(model).config.vocab_size:
-        raise ValueError("tokenizer has more ids than the model's vocabulary")
+    placeholder = manifest.checked_placeholder(tok, ids, text_model(model).config.vocab_size)
     num_frames = frames or int(processor.get("num_frames") or DEFAULT_FRAMES)
     return manifest.assemble(
         text_model(model).config,

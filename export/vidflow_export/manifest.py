@@ -8,9 +8,13 @@ from . import contract as c
 from .prompt import mvbench_prompt_spec
 
 # PIL resampling codes (as stored in HF processor configs) -> manifest `resize_filter`.
-_PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
-_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# transformers.image_utils.OPENAI_CLIP_MEAN / _STD (LLaVA's and Qwen's processors).
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (SigLIP's, VideoLLaMA3's processors).
+STANDARD_MEAN = [0.5, 0.5, 0.5]
+STANDARD_STD = [0.5, 0.5, 0.5]
 
 # Field order of the Rust structs, used to check a manifest before writing it.
 MANIFEST_FIELDS = [
@@ -66,10 +70,10 @@ def video_section(config, processor: dict, num_frames: int) -> dict:
         "frame_height": int(size["height"]),
         "frame_width": int(size["width"]),
         "resize_mode": "shortest_edge_crop" if crop else "stretch",
-        "resize_filter": _PIL_FILTERS[int(processor.get("resample", 3))],
+        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
         "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", _CLIP_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", _CLIP_STD)],
+        "image_mean": [float(x) for x in processor.get("image_mean", CLIP_MEAN)],
+        "image_std": [float(x) for x in processor.get("image_std", CLIP_STD)],
         "grid_h": int(grid),
         "grid_w": int(grid),
         "sampling": "segment_middle",
@@ -84,6 +88,29 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
     return assemble(text_model(model).config, name, dtype, "llama",
                     video_section(model.config, processor, num_frames),
                     mvbench_prompt_spec(video_placeholder), special_ids)
+
+
+def chatml_special_ids(tok, video_id: int, eos: str, pad: str) -> dict:
+    """Special ids of a Qwen2 (ChatML) tokenizer family: the video placeholder `video_id`, no BOS
+    (Qwen2 prepends none), EOS `eos` and pad `pad` as the tokenizer's ids (ValueError when absent)."""
+    ids = {"video": int(video_id), "bos": None}
+    for key, token in (("eos", eos), ("pad", pad)):
+        tid = tok.token_to_id(token)
+        if tid is None:
+            raise ValueError(f"the tokenizer has no {token} token")
+        ids[key] = int(tid)
+    return ids
+
+
+def checked_placeholder(tok, ids: dict, vocab_size: int, what: str = "video") -> str:
+    """The placeholder token of `ids["video"]`, checked: one token of the tokenizer, whose ids all
+    fit the model's `vocab_size` (`what`: the kind of token, for the error)."""
+    placeholder = tok.id_to_token(ids["video"])
+    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
+        raise ValueError(f"{what} token id {ids['video']} is not a single-token placeholder in the tokenizer")
+    if tok.get_vocab_size(with_added_tokens=True) > vocab_size:
+        raise ValueError("tokenizer has more ids than the model's vocabulary")
+    return placeholder
 
 
 def assemble(tcfg, name: str, dtype: str, family: str, video: dict, prompt: dict, special_ids: dict,

@@ -106,60 +106,61 @@ def _add_video(spec: dict, add, num_frames: int | None, frame_times) -> tuple[tu
     return (start, end), spans
 
 
+class _Parts:
+    """The rendered text so far, part by part, with the character span of each part."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.pos = 0
+
+    def add(self, s: str) -> tuple[int, int]:
+        self.parts.append(s)
+        start = self.pos
+        self.pos += len(s)
+        return (start, self.pos)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _through_video(spec: dict, num_frames: int | None, frame_times) -> tuple[_Parts, tuple[int, int], list]:
+    """system, user_prefix, <video>, after_video: the opening both prompt forms share; returns the
+    parts, the video span and the placeholder spans."""
+    out = _Parts()
+    out.add(spec["system"])
+    out.add(spec["user_prefix"])
+    video, placeholders = _add_video(spec, out.add, num_frames, frame_times)
+    out.add(spec["after_video"])
+    return out, video, placeholders
+
+
 def render(spec: dict, question: str, options: list[str], frame_times=None, num_frames: int | None = None) -> Rendered:
     """The multiple-choice prompt. A per-frame spec needs `num_frames` (frame i at i seconds) or
     `frame_times` (seconds, one per frame); a spec without frame fields ignores both."""
     if len(options) > len(spec["option_labels"]):
         raise ValueError(f"{len(options)} options but only {len(spec['option_labels'])} labels")
-    parts: list[str] = []
-    pos = 0
-
-    def add(s: str) -> tuple[int, int]:
-        nonlocal pos
-        parts.append(s)
-        start = pos
-        pos += len(s)
-        return (start, pos)
-
-    add(spec["system"])
-    add(spec["user_prefix"])
-    video, placeholders = _add_video(spec, add, num_frames, frame_times)
-    add(spec["after_video"])
-    add(spec["question_prefix"])
-    question_text = add(question)
-    add(spec["options_header"])
+    out, video, placeholders = _through_video(spec, num_frames, frame_times)
+    out.add(spec["question_prefix"])
+    question_text = out.add(question)
+    out.add(spec["options_header"])
     option_spans = []
     for i, (label, text) in enumerate(zip(spec["option_labels"], options)):
         if i:
-            add(spec["option_separator"])
-        option_spans.append(add(spec["option_format"].format(label=label, text=text)))
-    question_block = (question_text[0], pos)
-    add(spec["instruction"])
-    add(spec["assistant_prefix"])
-    add(spec["answer_prefix"])
-    return Rendered("".join(parts), video, question_text, question_block, option_spans, placeholders)
+            out.add(spec["option_separator"])
+        option_spans.append(out.add(spec["option_format"].format(label=label, text=text)))
+    question_block = (question_text[0], out.pos)
+    out.add(spec["instruction"])
+    out.add(spec["assistant_prefix"])
+    out.add(spec["answer_prefix"])
+    return Rendered(out.text(), video, question_text, question_block, option_spans, placeholders)
 
 
 def render_open_parts(prompt_spec: dict, question: str, frame_times=None, num_frames: int | None = None) -> Rendered:
     """`render_open` with the character spans (no options: `question` is the question text)."""
-    p = prompt_spec
-    parts: list[str] = []
-    pos = 0
-
-    def add(s: str) -> tuple[int, int]:
-        nonlocal pos
-        parts.append(s)
-        start = pos
-        pos += len(s)
-        return (start, pos)
-
-    add(p["system"])
-    add(p["user_prefix"])
-    video, placeholders = _add_video(p, add, num_frames, frame_times)
-    add(p["after_video"])
-    q = add(question)
-    add(p["assistant_prefix"])
-    return Rendered("".join(parts), video, q, q, [], placeholders)
+    out, video, placeholders = _through_video(prompt_spec, num_frames, frame_times)
+    q = out.add(question)
+    out.add(prompt_spec["assistant_prefix"])
+    return Rendered(out.text(), video, q, q, [], placeholders)
 
 
 def render_open(prompt_spec: dict, question: str, frame_times=None, num_frames: int | None = None) -> str:

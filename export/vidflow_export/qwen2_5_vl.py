@@ -34,14 +34,14 @@ from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
 from .hf import load_eager, text_model, video_processor_settings
+from .manifest import CLIP_MEAN, CLIP_STD, PIL_FILTERS
+from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
 ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
 FAMILY = "qwen2_5_vl"
 
-# Special tokens of the Qwen2.5-VL tokenizer that prompts and configs use.
-ENDOFTEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
+# Special tokens of the Qwen2.5-VL tokenizer that prompts and configs use (ENDOFTEXT, IM_START, IM_END:
+# tokenizer.py's ChatML ones).
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -58,10 +58,7 @@ TINY_FPS = 2.0
 DEFAULT_GROUPS = 8
 DEFAULT_FRAME = 448
 DEFAULT_FPS = 2.0
-# Same values as transformers.image_utils.OPENAI_CLIP_MEAN / OPENAI_CLIP_STD (Qwen's processors use them).
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# Qwen's processors normalise with manifest.CLIP_MEAN / _STD (transformers' OPENAI_CLIP_MEAN / _STD).
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 
 
@@ -377,13 +374,7 @@ def mrope_section(model_config, seconds_per_group: float) -> dict:
 def special_ids(tok: Tokenizer, model) -> dict:
     """Video placeholder from the config; no BOS (Qwen prepends none); EOS `<|im_end|>` (the end of
     a turn); pad `<|endoftext|>`."""
-    ids = {"video": int(model.config.video_token_id), "bos": None}
-    for key, token in (("eos", IM_END), ("pad", ENDOFTEXT)):
-        tid = tok.token_to_id(token)
-        if tid is None:
-            raise ValueError(f"the tokenizer has no {token} token")
-        ids[key] = int(tid)
-    return ids
+    return manifest.chatml_special_ids(tok, model.config.video_token_id, eos=IM_END, pad=ENDOFTEXT)
 
 
 # ---- export -------------------------------------------------------------------------------------------
@@ -438,11 +429,7 @@ def package_manifest(model, tok: Tokenizer, processor: dict, name: str, dtype: s
     """The checked manifest of `export_package` (same defaults), without exporting anything."""
     vcfg = model.config.vision_config
     ids = special_ids(tok, model)
-    placeholder = tok.id_to_token(ids["video"])
-    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
-        raise ValueError(f"video token id {ids['video']} is not a single-token placeholder in the tokenizer")
-    if tok.get_vocab_size(with_added_tokens=True) > text_model(model).config.vocab_size:
-        raise ValueError("tokenizer has more ids than the model's vocabulary")
+    placeholder = manifest.checked_placeholder(tok, ids, text_model(model).config.vocab_size)
     tp = int(vcfg.temporal_patch_size)
     groups = frames or (int(processor["num_frames"]) // tp if processor.get("num_frames") else DEFAULT_GROUPS)
     height, width = frame_hw or frame_size(processor, vcfg)

@@ -6,12 +6,11 @@ import os
 import torch
 
 from . import tokenizer as tk
+from .manifest import CLIP_MEAN, CLIP_STD
 
 NUM_FRAMES = 4
 IMAGE_SIZE = 64
-# Same values as transformers.image_utils.OPENAI_CLIP_MEAN / OPENAI_CLIP_STD.
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# CLIP normalisation: manifest.CLIP_MEAN / _STD (transformers' OPENAI_CLIP_MEAN / _STD).
 # PIL's resampling codes, as HF processor configs store them.
 PIL_BICUBIC = 3
 # Video processor settings file written next to the model (HF's name for it).
@@ -106,6 +105,28 @@ def build_tiny(out_dir: str, seed: int = 0):
     with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
         json.dump(video_processor_settings(), f, indent=2)
     return model
+
+
+def qwen2_text_config(vocab_size: int, eos_id: int, pad_id: int) -> dict:
+    """The tiny Qwen2 text config of the Qwen2-based families (LLaVA-OneVision, VideoLLaMA3, native
+    InternVL): hidden 64, 4 layers, 4 heads / 2 KV heads (head_dim 16), rope_theta 10000, no BOS."""
+    return dict(
+        model_type="qwen2",
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=None,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        tie_word_embeddings=False,
+    )
 
 
 @torch.no_grad()

@@ -16,6 +16,10 @@ VIDEO = "<video>"
 # LLaVA-NeXT-Video configs also need an image token id; it never appears in prompts here.
 IMAGE = "<image>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, VIDEO, IMAGE]
+# The Qwen2 (ChatML) tokenizers' text special tokens, shared by the Qwen2-based families.
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
 
 _SUBJECTS = ["the man", "the woman", "the child", "the dog", "the cat", "the red ball", "the car",
              "the person", "the bird", "the robot", "the girl", "the boy", "the cube", "the player"]

@@ -33,15 +33,15 @@ from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
 from .hf import load_eager, text_model, video_processor_settings
+from .manifest import PIL_FILTERS, STANDARD_MEAN, STANDARD_STD
+from .tiny import qwen2_text_config
+from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
 ARCHITECTURE = "VideoLlama3ForConditionalGeneration"
 FAMILY = "llama"
 
-# Special tokens of the VideoLLaMA3 (Qwen2) tokenizer that prompts and configs use; the HF processor's
-# defaults for the image and video tokens.
-ENDOFTEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
+# Special tokens of the VideoLLaMA3 (Qwen2) tokenizer that prompts and configs use (ENDOFTEXT, IM_START,
+# IM_END: tokenizer.py's ChatML ones); the HF processor's defaults for the image and video tokens.
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END, IMAGE_PAD, VIDEO_PAD]
@@ -54,10 +54,7 @@ TINY_FRAME = 64
 # 8 frames of 448x448 (with patch 14 and merge 2: 16x16 tokens per frame).
 DEFAULT_FRAMES = 8
 DEFAULT_FRAME = 448
-# transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD, the VideoLLaMA3 processors' normalisation.
-STANDARD_MEAN = [0.5, 0.5, 0.5]
-STANDARD_STD = [0.5, 0.5, 0.5]
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+# The VideoLLaMA3 processors' normalisation: manifest.STANDARD_MEAN / _STD.
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 # The instruction after the options (the reference's multiple-choice template).
 INSTRUCTION = "Answer with the option's letter from the given choices directly and only give the best option."
@@ -103,23 +100,7 @@ def tiny_config(vocab_size: int, ids: dict):
     Vision: hidden 32, 2 layers, 2 heads (head_dim 16, axial rope), patch 8."""
     from transformers import VideoLlama3Config
 
-    text = dict(
-        model_type="qwen2",
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        bos_token_id=None,
-        eos_token_id=ids[IM_END],
-        pad_token_id=ids[ENDOFTEXT],
-        tie_word_embeddings=False,
-    )
+    text = qwen2_text_config(vocab_size, eos_id=ids[IM_END], pad_id=ids[ENDOFTEXT])
     vision = dict(
         hidden_size=32,
         intermediate_size=64,
@@ -317,24 +298,14 @@ def video_section(model_config, processor: dict, frames: int, height: int, width
 def special_ids(tok: Tokenizer, model) -> dict:
     """Video placeholder from the config; no BOS (Qwen2 prepends none); EOS `<|im_end|>` (the end of
     a turn); pad `<|endoftext|>`."""
-    ids = {"video": int(model.config.video_token_id), "bos": None}
-    for key, token in (("eos", IM_END), ("pad", ENDOFTEXT)):
-        tid = tok.token_to_id(token)
-        if tid is None:
-            raise ValueError(f"the tokenizer has no {token} token")
-        ids[key] = int(tid)
-    return ids
+    return manifest.chatml_special_ids(tok, model.config.video_token_id, eos=IM_END, pad=ENDOFTEXT)
 
 
 def package_manifest(model, tok: Tokenizer, processor: dict, name: str, dtype: str,
                      frames: int | None = None) -> dict:
     """The checked manifest of `export_package` (same defaults), without exporting anything."""
     ids = special_ids(tok, model)
-    placeholder = tok.id_to_token(ids["video"])
-    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
-        raise ValueError(f"video token id {ids['video']} is not a single-token placeholder in the tokenizer")
-    if tok.get_vocab_size(with_added_tokens=True) > text_model(model).config.vocab_size:
-        raise ValueError("tokenizer has more ids than the model's vocabulary")
+    placeholder = manifest.checked_placeholder(tok, ids, text_model(model).config.vocab_size)
     if int(processor.get("temporal_patch_size", 1)) != 1 or int(processor.get("merge_size", MERGE_SIZE)) != MERGE_SIZE:
         raise ValueError("VideoLLaMA3 video packages take temporal_patch_size 1 and merge_size 2")
     num_frames = frames or int(processor.get("num_frames") or DEFAULT_FRAMES)
