@@ -89,7 +89,7 @@ fn qwen2_5_vl_time_steps_follow_the_video_when_its_rate_is_known() {
     // 0.25 s between sampled frames, 2 frames a group: 0.5 s a group, 1 position step at 2
     // tokens per second (the manifest's 0.75 s would give 1.5).
     let m = qwen();
-    let p = Positions::timed(&m, Some(3), 17, Some(0.5)).unwrap();
+    let p = Positions::timed(&m, Some(3), 17, Some(0.25)).unwrap();
     assert_eq!(p.ids()[(0, 3)], 3);
     assert_eq!(p.ids()[(0, 9)], 4, "group 1 at 3 + 1");
     assert_eq!(

@@ -677,3 +677,46 @@ fn per_frame_prompts_need_one_time_per_frame() {
         "{e}"
     );
 }
+
+#[test]
+fn a_sample_shows_its_frames_times_and_other_prompts_are_laid_out_once() {
+    use vidflow::answer::SampleInputs;
+    use vidflow::video::{SampledFrames, VideoInput};
+    let video = |indices: Vec<usize>| VideoInput {
+        pixel_values: ndarray::Array4::zeros((FRAMES, 3, 32, 32)),
+        sampled: SampledFrames {
+            frames: Vec::new(),
+            indices,
+            total_frames: 30,
+            fps: Some(2.0),
+            decode_errors: 0,
+        },
+    };
+    let q = "What happened?";
+    // Per-frame text: laid out again at the sampled frames' times (index / 2 fps).
+    let b = builder_with(Kind::ByteLevel, per_frame_prompt());
+    let early = b.layout(q, &["a", "b"], None).unwrap();
+    assert_eq!(early.frame_times, [0.0, 1.0, 2.0, 3.0]);
+    let s = SampleInputs::new(video(vec![3, 9, 15, 21]), &video_spec(), early, |t| {
+        b.layout_at(q, &["a", "b"], None, t)
+    })
+    .unwrap();
+    assert_eq!(s.layout.frame_times, [1.5, 4.5, 7.5, 10.5]);
+    assert!(s
+        .layout
+        .rendered
+        .text
+        .contains("Time 1.5s:<|video_pad|>,Time 4.5s:"));
+    // A prompt that shows no times keeps its first layout.
+    let b = builder(Kind::ByteLevel);
+    let early = b.layout(q, &["a", "b"], None).unwrap();
+    assert!(early.frame_times.is_empty());
+    let s = SampleInputs::new(
+        video(vec![3, 9, 15, 21]),
+        &video_spec(),
+        early.clone(),
+        |_| -> vidflow::Result<PromptLayout> { panic!("laid out twice") },
+    )
+    .unwrap();
+    assert_eq!(s.layout.input_ids, early.input_ids);
+}

@@ -29,14 +29,21 @@ pub struct SampleInputs {
 }
 
 impl SampleInputs {
-    /// A decoded video and its prompt, laid out by `layout` from the sampled frames' times
-    /// (which prompts that write `Time {t}s:` per frame show).
+    /// A decoded video and its prompt. `layout` was laid out before decoding (so that its errors
+    /// come first); a prompt that shows frame times is laid out again by `at_times` with the
+    /// sampled frames' times.
     pub fn new<E>(
         input: VideoInput,
         video: &VideoSpec,
-        layout: impl FnOnce(&[f64]) -> std::result::Result<PromptLayout, E>,
+        layout: PromptLayout,
+        at_times: impl FnOnce(&[f64]) -> std::result::Result<PromptLayout, E>,
     ) -> std::result::Result<SampleInputs, E> {
-        let layout = layout(&input.sampled.frame_times(video.frames_per_group))?;
+        let times = input.sampled.frame_times(video.frames_per_group);
+        let layout = if layout.frame_times.is_empty() || layout.frame_times == times {
+            layout
+        } else {
+            at_times(&times)?
+        };
         Ok(SampleInputs {
             pixels: input.pixel_values,
             seconds_per_frame: input.sampled.seconds_per_frame(),
@@ -53,15 +60,10 @@ pub fn prepare(
     sample: &Sample,
 ) -> Result<SampleInputs> {
     let options: Vec<&str> = sample.options.iter().map(String::as_str).collect();
-    // Prompt errors come before the decoding they would waste.
     let layout = builder.layout(&sample.question, &options, sample.answer)?;
     let input = load_video(&sample.video, video, sample.window, None)?;
-    SampleInputs::new(input, video, |times| {
-        if builder.spec().per_frame() {
-            builder.layout_at(&sample.question, &options, sample.answer, times)
-        } else {
-            Ok(layout)
-        }
+    SampleInputs::new(input, video, layout, |times| {
+        builder.layout_at(&sample.question, &options, sample.answer, times)
     })
 }
 

@@ -173,18 +173,9 @@ fn inputs(
     out.push(d.result(GROUP, "vision graph: video embeddings".into(), tol));
 
     let text = engine::embed_tokens(pkg, ids.view())?;
-    let video_id = pkg.manifest.special_tokens.video_token_id;
-    let at: Vec<usize> = (0..ids.ncols())
-        .filter(|&k| ids[[0, k]] == video_id)
-        .collect();
-    if at.is_empty() {
-        return Err(Error::Input(format!(
-            "golden input_ids hold no video placeholder (id {video_id})"
-        )));
-    }
-    let v = &pkg.manifest.video;
-    let slots =
-        VideoSlot::of_placeholders(&at, v.num_frames, v.tokens_per_frame(), v.trailing_tokens)?;
+    let row: Vec<i64> = ids.row(0).to_vec();
+    let slots = VideoSlot::in_ids(&row, &pkg.manifest)
+        .map_err(|e| Error::Input(format!("golden input_ids: {e}")))?;
     let embeds = engine::splice_video(pkg, &text, &slots, &video)?;
     let want = dim::<Ix3, _>(files.f32("embeds")?, "embeds")?;
     let mut d = Diff::default();
@@ -195,7 +186,7 @@ fn inputs(
     // The family's position rule, applied by vidflow, must give PyTorch's position ids exactly;
     // the rotary tables (and every layer after) then run on vidflow's own positions.
     let want = Positions::from_ids(files.i64("position_ids")?)?;
-    let positions = Positions::new(&pkg.manifest, Some(at[0]), embeds.dim(1))?;
+    let positions = Positions::new(&pkg.manifest, Some(slots[0].index), embeds.dim(1))?;
     if positions.ids().dim() != want.ids().dim() {
         return Err(Error::Input(format!(
             "vidflow's position ids are {:?} (axes, rows), PyTorch's {:?}",

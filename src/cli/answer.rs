@@ -145,10 +145,10 @@ fn run_one(args: &Args, pkg: &Package, builder: &PromptBuilder) -> anyhow::Resul
         window: answer::window(args.start, args.end),
     };
     let opts: Vec<&str> = sample.options.iter().map(String::as_str).collect();
-    builder.layout(&sample.question, &opts, truth)?;
+    let layout = builder.layout(&sample.question, &opts, truth)?;
     let input = load_video(&video, &pkg.manifest.video, sample.window, args.fps)?;
     let total_frames = input.sampled.total_frames;
-    let inputs = SampleInputs::new(input, &pkg.manifest.video, |times| {
+    let inputs = SampleInputs::new(input, &pkg.manifest.video, layout, |times| {
         builder.layout_at(&sample.question, &opts, truth, times)
     })?;
     let scores = answer::answer(pkg, &inputs)?;
@@ -214,14 +214,14 @@ fn run_generate(
         masked_rows: args.masked_rows.parse()?,
         stop: vidflow::generate::stop_tokens(pkg),
     };
-    builder.layout_open(&question, None)?;
+    let layout = builder.layout_open(&question, None)?;
     let input = load_video(
         &video,
         &pkg.manifest.video,
         answer::window(args.start, args.end),
         args.fps,
     )?;
-    let inputs = SampleInputs::new(input, &pkg.manifest.video, |times| {
+    let inputs = SampleInputs::new(input, &pkg.manifest.video, layout, |times| {
         builder.layout_open_at(&question, None, times)
     })?;
     let out = vidflow::generate::generate(pkg, &inputs, &spec, |_| true)

@@ -37,13 +37,14 @@ impl Positions {
         Positions::timed(m, video_start, len, None)
     }
 
-    /// [`Positions::new`] with the seconds between temporal groups of this video (M-RoPE;
+    /// [`Positions::new`] with the seconds between this video's sampled frames (M-RoPE: a
+    /// temporal group spans `frames_per_group` of them, the reference's `second_per_grid_t`;
     /// `None`: the manifest's `mrope.seconds_per_group`).
     pub fn timed(
         m: &Manifest,
         video_start: Option<usize>,
         len: usize,
-        seconds_per_group: Option<f64>,
+        seconds_per_frame: Option<f64>,
     ) -> Result<Positions> {
         match (m.family, &m.mrope) {
             (Family::Llama, _) => Ok(Positions {
@@ -68,7 +69,9 @@ impl Positions {
                         vs + n
                     )));
                 }
-                let seconds = seconds_per_group.unwrap_or(mrope.seconds_per_group);
+                let seconds = seconds_per_frame.map_or(mrope.seconds_per_group, |s| {
+                    s * mrope.temporal_patch_size as f64
+                });
                 let step = mrope.tokens_per_second * seconds;
                 let mut ids = Array2::<i64>::zeros((3, len));
                 let s = vs as i64;
@@ -95,15 +98,11 @@ impl Positions {
     }
 
     /// The positions of a sample's whole sequence: its video at the placeholder, timed by the
-    /// video's own frame spacing when known (the reference's `second_per_grid_t` =
-    /// temporal_patch_size / sampling rate), else by the manifest.
+    /// video's own frame spacing when known, else by the manifest.
     pub fn of_sample(m: &Manifest, inputs: &SampleInputs) -> Result<Positions> {
         let layout = &inputs.layout;
         let video = (layout.num_video_tokens() > 0).then_some(layout.placeholder_index);
-        let seconds = inputs
-            .seconds_per_frame
-            .map(|s| s * m.frames_per_group() as f64);
-        Positions::timed(m, video, layout.seq_len, seconds)
+        Positions::timed(m, video, layout.seq_len, inputs.seconds_per_frame)
     }
 
     /// Positions read from a tensor `[B,S]` (one axis) or `[A,B,S]`, batch element 0.

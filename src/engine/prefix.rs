@@ -279,12 +279,8 @@ fn compute(
             embeds.dim(1)
         )));
     }
-    let m = &pkg.manifest;
-    let seconds = inputs
-        .seconds_per_frame
-        .map(|s| s * m.frames_per_group() as f64);
     let first = inputs.slots.first().map(|s| s.index);
-    let positions = Positions::timed(m, first, p, seconds)?;
+    let positions = Positions::timed(&pkg.manifest, first, p, inputs.seconds_per_frame)?;
     let rot = rotary(pkg, &positions)?;
     let all: Vec<usize> = (0..p).collect();
     let causal;

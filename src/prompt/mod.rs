@@ -1,14 +1,15 @@
 //! The multiple-choice prompt: rendering, tokenization, and the token groups of the spliced
 //! sequence (design.md §2).
 //!
-//! The model sees the prompt with its one video placeholder token replaced by `F·h·w` video
-//! embeddings. Every analysis speaks about positions of that *spliced* sequence, so the layout
-//! computed here maps each position to its groups:
+//! The model sees the prompt with its video placeholder token (one, or one per frame) replaced by
+//! the `F·h·w` video embeddings. Every analysis speaks about positions of that *spliced* sequence,
+//! so the layout computed here maps each position to its groups:
 //!
 //! | group | positions |
 //! |---|---|
 //! | `system` | everything before the video (bos, system text, user prefix) |
-//! | `video`, `frame[i]` | the `F·h·w` video positions; frame i holds `h·w` consecutive ones |
+//! | `video`, `frame[i]` | the `F·h·w` video positions; frame i holds `h·w` consecutive ones; a prompt that writes text between frames (`prompt.frame_*`) has that text in `video` too |
+//! | `video.sep` | the positions of `video` in no frame: trailing embeddings, text between frames |
 //! | `question` | `question_prefix`, the question, `options_header` and all options (labels included) |
 //! | `question.text` | the question's own text |
 //! | `option[j]` | option j as rendered, label included: `(A) red car` |
@@ -63,7 +64,8 @@ pub struct TokenGroups {
     pub option_false: Vec<usize>,
     pub template: Vec<usize>,
     pub last: Vec<usize>,
-    /// Video embeddings after the last frame (`video.trailing_tokens`): in `video`, in no frame.
+    /// The video's positions of no frame: embeddings after the last frame
+    /// (`video.trailing_tokens`) and text written between frames (`prompt.frame_*`).
     pub video_sep: Vec<usize>,
 }
 
@@ -76,6 +78,20 @@ pub struct VideoSlot {
 }
 
 impl VideoSlot {
+    /// The slots of token ids that already hold the placeholders (a golden's `input_ids`): every
+    /// `video_token_id`, one for the whole video or one per frame.
+    pub fn in_ids(ids: &[i64], m: &Manifest) -> Result<Vec<VideoSlot>> {
+        let video_id = m.special_tokens.video_token_id;
+        let at: Vec<usize> = (0..ids.len()).filter(|&k| ids[k] == video_id).collect();
+        if at.is_empty() {
+            return Err(Error::Input(format!(
+                "the token ids hold no video placeholder (id {video_id})"
+            )));
+        }
+        let v = &m.video;
+        VideoSlot::of_placeholders(&at, v.num_frames, v.tokens_per_frame(), v.trailing_tokens)
+    }
+
     /// The rows each placeholder (indices `at` into the token ids) takes: one placeholder takes
     /// the whole video, `num_frames` placeholders a frame each, the trailing rows after the last.
     pub fn of_placeholders(
@@ -121,6 +137,8 @@ pub struct PromptLayout {
     /// Each placeholder of `input_ids` and the video rows that replace it, in order: one for the
     /// whole video, or one per frame when the prompt writes text between frames.
     pub slots: Vec<VideoSlot>,
+    /// The frame times (seconds) the prompt's per-frame text shows; empty when it shows none.
+    pub frame_times: Vec<f64>,
     pub num_frames: usize,
     pub tokens_per_frame: usize,
     /// Video embeddings after the frames (`video.trailing_tokens`).
@@ -429,7 +447,7 @@ impl PromptBuilder {
         }
         self.check_times(frame_times)?;
         let rendered = render(&self.spec, question, options, frame_times)?;
-        self.lay_out(rendered, answer)
+        self.lay_out(rendered, answer, frame_times)
     }
 
     /// The layout of the open-ended prompt for `question` ([`render_open`]): no options, so
@@ -456,7 +474,7 @@ impl PromptBuilder {
             }
             None => render_open(&self.spec, question, frame_times)?,
         };
-        self.lay_out(rendered, None)
+        self.lay_out(rendered, None, frame_times)
     }
 
     fn check_times(&self, frame_times: &[f64]) -> Result<()> {
@@ -479,7 +497,12 @@ impl PromptBuilder {
     }
 
     /// Tokenizes a rendered prompt and marks its token groups.
-    fn lay_out(&self, rendered: RenderedPrompt, answer: Option<usize>) -> Result<PromptLayout> {
+    fn lay_out(
+        &self,
+        rendered: RenderedPrompt,
+        answer: Option<usize>,
+        frame_times: &[f64],
+    ) -> Result<PromptLayout> {
         let question = rendered.slice(&rendered.question_text).to_string();
         let options: Vec<String> = rendered
             .options
@@ -625,6 +648,11 @@ impl PromptBuilder {
             input_offsets,
             placeholder_index,
             slots,
+            frame_times: if self.spec.per_frame() {
+                frame_times.to_vec()
+            } else {
+                Vec::new()
+            },
             num_frames: self.num_frames,
             tokens_per_frame: self.tokens_per_frame,
             trailing_tokens: self.trailing_tokens,

@@ -109,16 +109,24 @@ impl Engine {
     ) -> Result<VideoQaAnswer, ApiError> {
         let started = Instant::now();
         let opts: Vec<&str> = req.options.iter().map(String::as_str).collect();
-        // The prompt is checked before the video is decoded, then laid out at the frames' times.
-        self.builder
+        // The prompt is checked before the video is decoded.
+        let layout = self
+            .builder
             .layout(&req.question, &opts, req.answer)
             .map_err(|e| engine_error(e, "question", &req.video))?;
         let window = crate::answer::window(req.start, req.end);
-        let inputs = self.load(source.path(), window, &req.video, "video", |times| {
-            self.builder
-                .layout_at(&req.question, &opts, req.answer, times)
-                .map_err(|e| engine_error(e, "question", &req.video))
-        })?;
+        let inputs = self.load(
+            source.path(),
+            window,
+            &req.video,
+            "video",
+            layout,
+            |times| {
+                self.builder
+                    .layout_at(&req.question, &opts, req.answer, times)
+                    .map_err(|e| engine_error(e, "question", &req.video))
+            },
+        )?;
         if Instant::now() > deadline {
             return Err(deadline_passed());
         }
@@ -170,12 +178,13 @@ impl Engine {
         window: Option<TimeWindow>,
         reference: &str,
         param: &str,
-        layout: impl FnOnce(&[f64]) -> Result<crate::prompt::PromptLayout, ApiError>,
+        layout: crate::prompt::PromptLayout,
+        at_times: impl FnOnce(&[f64]) -> Result<crate::prompt::PromptLayout, ApiError>,
     ) -> Result<SampleInputs, ApiError> {
         let video = &self.pkg.manifest.video;
         let input =
             load_video(path, video, window, None).map_err(|e| engine_error(e, param, reference))?;
-        SampleInputs::new(input, video, layout)
+        SampleInputs::new(input, video, layout, at_times)
     }
 
     fn chat(
@@ -199,10 +208,11 @@ impl Engine {
         events: &mpsc::UnboundedSender<ChatEvent>,
     ) -> Result<(), ApiError> {
         let at = req.video_param.as_str();
-        self.builder
+        let layout = self
+            .builder
             .layout_open(&req.question, req.system.as_deref())
             .map_err(|e| engine_error(e, "messages", &req.video))?;
-        let inputs = self.load(source.path(), None, &req.video, at, |times| {
+        let inputs = self.load(source.path(), None, &req.video, at, layout, |times| {
             self.builder
                 .layout_open_at(&req.question, req.system.as_deref(), times)
                 .map_err(|e| engine_error(e, "messages", &req.video))

@@ -185,17 +185,8 @@ pub fn golden_inputs(
         .unwrap();
     let video = engine::encode_video(pkg, pixels.view()).unwrap();
     let text = engine::embed_tokens(pkg, ids.view()).unwrap();
-    let at: Vec<usize> = (0..ids.ncols())
-        .filter(|&k| ids[[0, k]] == pkg.manifest.special_tokens.video_token_id)
-        .collect();
-    let v = &pkg.manifest.video;
-    let slots = vidflow::prompt::VideoSlot::of_placeholders(
-        &at,
-        v.num_frames,
-        v.tokens_per_frame(),
-        v.trailing_tokens,
-    )
-    .expect("placeholders in input_ids");
+    let row: Vec<i64> = ids.row(0).to_vec();
+    let slots = vidflow::prompt::VideoSlot::in_ids(&row, &pkg.manifest).unwrap();
     let embeds = engine::splice_video(pkg, &text, &slots, &video).unwrap();
     let positions = engine::Positions::from_ids(golden.i64("position_ids")).unwrap();
     let rot = engine::rotary(pkg, &positions).unwrap();
