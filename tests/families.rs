@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ndarray::{Array2, Ix3};
@@ -195,20 +194,6 @@ fn frame_folder(dir: &Path) -> PathBuf {
     samples
 }
 
-fn vidflow(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vidflow"))
-        .current_dir(repo_path(""))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "vidflow {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// answer, knockout, lens, plan and eval on a family's package, which decodes `decoded` frames
 /// per video.
 fn every_command_runs(pkg: &Path, decoded: usize) {
@@ -217,7 +202,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
     let (pkg, samples) = (pkg.to_str().unwrap(), samples.to_str().unwrap());
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
 
-    let answers = vidflow(&[
+    let answers = run_vidflow(&[
         "answer",
         "--model",
         pkg,
@@ -247,7 +232,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
     // Open-ended generation under a pathway config: generated tokens take positions after the
     // prompt's largest one (the family's rule).
     let clip = dir.path().join("frames/clip");
-    let generated = vidflow(&[
+    let generated = run_vidflow(&[
         "answer",
         "--model",
         pkg,
@@ -267,7 +252,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
     assert!(!g["tokens"].as_array().unwrap().is_empty(), "{g}");
 
     let ko = out("knockout");
-    vidflow(&[
+    run_vidflow(&[
         "knockout",
         "--model",
         pkg,
@@ -287,7 +272,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
     assert!(records.lines().count() >= 2 * 4, "{records}");
 
     let lens = out("lens");
-    vidflow(&[
+    run_vidflow(&[
         "lens",
         "--model",
         pkg,
@@ -311,7 +296,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
     configs.sort();
     assert!(configs.len() >= 5);
     for config in &configs {
-        let plan = vidflow(&[
+        let plan = run_vidflow(&[
             "plan",
             "--model",
             pkg,
@@ -331,7 +316,7 @@ fn every_command_runs(pkg: &Path, decoded: usize) {
         "pathways:configs/pathways/llava-next-7b-video-ft.yaml",
     ] {
         let run = format!("{eval}-{}", mode.len());
-        vidflow(&[
+        run_vidflow(&[
             "eval",
             "--model",
             pkg,

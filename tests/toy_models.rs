@@ -8,23 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::repo_path;
+use common::{repo_path, run_vidflow};
 use serde_json::Value;
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vidflow"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "vidflow {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -40,7 +26,7 @@ fn toy_models_reproduce_their_recorded_heldout_accuracy() {
     let per_task = settings["data"]["heldout_per_task"].as_u64().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("heldout");
-    run(&[
+    run_vidflow(&[
         "synth",
         "--out",
         data.to_str().unwrap(),
@@ -54,7 +40,7 @@ fn toy_models_reproduce_their_recorded_heldout_accuracy() {
     for name in ["toy-video", "toy-image"] {
         let out = dir.path().join(name);
         let model = repo_path(&format!("models/{name}"));
-        run(&[
+        run_vidflow(&[
             "eval",
             "--model",
             model.to_str().unwrap(),

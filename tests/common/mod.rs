@@ -30,6 +30,21 @@ pub fn ffmpeg_clip(path: &std::path::Path, pattern: &str) {
     );
 }
 
+/// Runs the `vidflow` binary from the repository root; it must succeed. Returns its stdout.
+pub fn run_vidflow(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vidflow"))
+        .current_dir(repo_path(""))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vidflow {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn tiny_dir() -> PathBuf {
     repo_path("tests/fixtures/tiny")
 }
