@@ -332,21 +332,21 @@ impl Manifest {
         for (field, text) in [
             ("frame_prefix", &p.frame_prefix),
             ("frame_suffix", &p.frame_suffix),
-            ("frame_separator", &p.frame_separator),
         ] {
             let rest = text.replace("{i}", "").replace("{t}", "");
-            if field != "frame_separator" && (rest.contains('{') || rest.contains('}')) {
+            if rest.contains(['{', '}']) {
                 return Err(format!(
                     "prompt.{field} {text:?} has a brace field other than {{i}} (frame number) \
                      and {{t}} (seconds)"
                 ));
             }
-            if field == "frame_separator" && text.contains("{i}") | text.contains("{t}") {
-                return Err(format!(
-                    "prompt.frame_separator {text:?} is literal text; {{i}} and {{t}} belong in \
-                     frame_prefix or frame_suffix"
-                ));
-            }
+        }
+        let sep = &p.frame_separator;
+        if sep.contains("{i}") || sep.contains("{t}") {
+            return Err(format!(
+                "prompt.frame_separator {sep:?} is literal text; {{i}} and {{t}} belong in \
+                 frame_prefix or frame_suffix"
+            ));
         }
         Ok(())
     }
