@@ -98,6 +98,24 @@ def to_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(module).to(dtype)
 
 
+def check_attention(attention: str, dtype: str) -> None:
+    """Fused attention (`export_layer`) is float32 only."""
+    if attention == "fused" and dtype != "float32":
+        raise ValueError(f"fused attention is float32 only, not {dtype}")
+
+
+def vision_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The vision graph's dtype in a `dtype` package: ONNX's Conv (opset 17) takes no bfloat16, so a
+    bfloat16 package keeps its vision tower (run once per video) in float32; the decoder layers,
+    embeddings and heads are bfloat16."""
+    return torch.float32 if dtype == torch.bfloat16 else dtype
+
+
+def export_vision(graph: nn.Module, pixels: torch.Tensor, path: str, static_dims: dict | None = None) -> None:
+    """A vision graph (pixel_values -> video_embeds, contract.VISION_AXES) traced on `pixels`."""
+    export_onnx(graph, (pixels,), path, [c.VISION_IN_PIXELS], [c.VISION_OUT_EMBEDS], c.VISION_AXES, static_dims)
+
+
 def export_onnx(module: nn.Module, args: tuple, path: str, input_names, output_names, axes: dict,
                 static_dims: dict | None = None, custom_opsets: dict | None = None) -> None:
     """TorchScript-based export with named I/O and dynamic axes, then onnx.checker.
@@ -194,17 +212,7 @@ def export_all(model, out_dir: str, dtype=torch.float32, attention: str = "eager
     vcfg = model.config.vision_config
 
     pixels = torch.randn(TRACE_F, 3, vcfg.image_size, vcfg.image_size, generator=torch.Generator().manual_seed(0))
-    # ONNX's Conv (opset 17) takes no bfloat16: a bfloat16 package keeps its vision tower (run once
-    # per video) in float32; the decoder layers, embeddings and heads are bfloat16.
-    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
-    export_onnx(
-        VisionGraph(model, vision_dtype),
-        (pixels,),
-        os.path.join(out_dir, c.VISION_FILE),
-        [c.VISION_IN_PIXELS],
-        [c.VISION_OUT_EMBEDS],
-        c.VISION_AXES,
-    )
+    export_vision(VisionGraph(model, vision_dtype(dtype)), pixels, os.path.join(out_dir, c.VISION_FILE))
     export_text(model, out_dir, dtype, attention)
 
 

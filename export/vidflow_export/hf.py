@@ -52,11 +52,27 @@ def lm_head(model):
     return model.get_output_embeddings()
 
 
-def video_processor_settings(hf_dir: str) -> dict:
-    """HF video processor settings saved next to the model, or {} when there are none."""
-    for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
+def video_processor_settings(hf_dir: str, names=("video_preprocessor_config.json", "preprocessor_config.json")) -> dict:
+    """HF video processor settings saved next to the model (the first of the files `names` there),
+    or {} when there are none."""
+    for name in names:
         path = os.path.join(hf_dir, name)
         if os.path.exists(path):
             with open(path) as f:
                 return json.load(f)
     return {}
+
+
+def start_export(hf_dir: str, out_dir: str, dtype: str, attention: str, load):
+    """The first steps of a family's `export_package`: the dtype / attention pair checked, `out_dir`
+    made, the model loaded (`load(hf_dir)`); returns (model, tokenizer, video processor settings)."""
+    from tokenizers import Tokenizer
+
+    from .contract import TOKENIZER_FILE
+    from .graphs import check_attention
+
+    check_attention(attention, dtype)
+    os.makedirs(out_dir, exist_ok=True)
+    model = load(hf_dir)
+    tok = Tokenizer.from_file(os.path.join(hf_dir, TOKENIZER_FILE))
+    return model, tok, video_processor_settings(hf_dir)

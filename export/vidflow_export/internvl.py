@@ -81,7 +81,6 @@ import copy
 import json
 import math
 import os
-import shutil
 from types import SimpleNamespace
 
 import torch
@@ -90,9 +89,12 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from . import contract as c
-from . import graphs, manifest
+from . import graphs, manifest, pllava
 from . import tokenizer as tk
-from .pllava import SYSTEM_MVBENCH, load_state_dict
+from .hf import video_processor_settings
+from .manifest import IMAGENET_MEAN, IMAGENET_STD
+from .pllava import SYSTEM_MVBENCH, load_state_dict, read_raw_config
+from .reference_modules import VisionEncoder, VisionMlp, stack_hidden_states
 
 ARCHITECTURE = "InternVLChatModel"
 MODEL_TYPE = "internvl_chat"
@@ -153,8 +155,7 @@ PHI3_KEYS = (
 IMG_CONTEXT = "<IMG_CONTEXT>"
 IMG_START = "<img>"
 IMG_END = "</img>"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
+# IMAGENET_MEAN / _STD: manifest's.
 # Phi-3 chat tokens used by `conv_eval_mvbench_phi3`.
 USER = "<|user|>"
 ASSISTANT = "<|assistant|>"
@@ -164,7 +165,6 @@ ENDOFTEXT = "<|endoftext|>"
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = [UNK, BOS, EOS, ENDOFTEXT, ASSISTANT, END, USER, IMG_START, IMG_END, IMG_CONTEXT]
 
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 PREPROCESSOR_FILE = "preprocessor_config.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -202,11 +202,7 @@ def prompt_spec(video_placeholder: str = IMG_CONTEXT) -> dict:
 def read_config(ckpt_dir: str) -> dict:
     """config.json with `InternVLChatConfig`'s defaults filled in; `vision_config` with
     `InternVisionConfig`'s defaults; `llm_config` as written."""
-    with open(os.path.join(ckpt_dir, CONFIG_FILE)) as f:
-        raw = json.load(f)
-    archs = raw.get("architectures") or [None]
-    if archs[0] != ARCHITECTURE:
-        raise ValueError(f"{ckpt_dir}: architecture {archs[0]!r}, expected {ARCHITECTURE}")
+    raw = read_raw_config(ckpt_dir, ARCHITECTURE)
     cfg = {**CONFIG_DEFAULTS, **raw}
     cfg["vision_config"] = {**VISION_DEFAULTS, **(raw.get("vision_config") or {})}
     cfg["llm_config"] = dict(raw.get("llm_config") or {})
@@ -317,19 +313,6 @@ class InternAttention(nn.Module):
         return self.proj((probs @ v).transpose(1, 2).reshape(b, n, d))
 
 
-class InternMLP(nn.Module):
-    def __init__(self, vcfg):
-        super().__init__()
-        from transformers.activations import ACT2FN
-
-        self.act = ACT2FN[vcfg.hidden_act]
-        self.fc1 = nn.Linear(vcfg.hidden_size, vcfg.intermediate_size)
-        self.fc2 = nn.Linear(vcfg.intermediate_size, vcfg.hidden_size)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class InternVisionEncoderLayer(nn.Module):
     """Pre-norm block with layer scales: x + attn(norm1(x)) * ls1, then + mlp(norm2(x)) * ls2."""
 
@@ -337,7 +320,7 @@ class InternVisionEncoderLayer(nn.Module):
         super().__init__()
         d = vcfg.hidden_size
         self.attn = InternAttention(vcfg)
-        self.mlp = InternMLP(vcfg)
+        self.mlp = VisionMlp(vcfg)
         self.norm1 = make_norm(vcfg.norm_type, d, vcfg.layer_norm_eps)
         self.norm2 = make_norm(vcfg.norm_type, d, vcfg.layer_norm_eps)
         self.ls1 = nn.Parameter(vcfg.initializer_factor * torch.ones(d))
@@ -348,29 +331,18 @@ class InternVisionEncoderLayer(nn.Module):
         return x + self.mlp(self.norm2(x)) * self.ls2
 
 
-class InternVisionEncoder(nn.Module):
-    def __init__(self, vcfg):
-        super().__init__()
-        self.layers = nn.ModuleList([InternVisionEncoderLayer(vcfg) for _ in range(vcfg.num_hidden_layers)])
-
-
 class InternVisionModel(nn.Module):
     """`vision_model`: embeddings + encoder (no final norm)."""
 
     def __init__(self, vcfg):
         super().__init__()
         self.embeddings = InternVisionEmbeddings(vcfg)
-        self.encoder = InternVisionEncoder(vcfg)
+        self.encoder = VisionEncoder(vcfg, InternVisionEncoderLayer)
 
     def hidden_states(self, pixel_values, upto: int | None = None) -> list:
         """The reference's `output_hidden_states`: [embeddings, layer 1 out, ..., layer N out]; `upto`
         stops after that many layers."""
-        h = self.embeddings(pixel_values)
-        out = [h]
-        for layer in self.encoder.layers[:upto]:
-            h = layer(h)
-            out.append(h)
-        return out
+        return stack_hidden_states(self.embeddings(pixel_values), self.encoder.layers, upto)
 
 
 def pixel_shuffle(x, scale_factor: float = 0.5, ps_version: str = "v2"):
@@ -573,21 +545,7 @@ def tiny_config(vocab_size: int, ids: dict) -> dict:
 def tiny_preprocessor(image_size: int = 64) -> dict:
     """preprocessor_config.json as `PllavaProcessor.save_pretrained` writes the InternVL processor of
     `load_internvl` / `setup_model_internvl` (a CLIPImageProcessor with ImageNet mean/std)."""
-    return {
-        "crop_size": {"height": image_size, "width": image_size},
-        "do_center_crop": True,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
-        "image_mean": IMAGENET_MEAN,
-        "image_processor_type": "CLIPImageProcessor",
-        "image_std": IMAGENET_STD,
-        "processor_class": "PllavaProcessor",
-        "resample": 3,
-        "rescale_factor": 1 / 255,
-        "size": {"shortest_edge": image_size},
-    }
+    return pllava.tiny_preprocessor(image_size, IMAGENET_MEAN, IMAGENET_STD)
 
 
 @torch.no_grad()
@@ -667,8 +625,7 @@ def export_vision(model: InternVLChatModel, path: str, dtype=torch.float32, size
                   select_layer: int | None = None, ps_version: str | None = None) -> None:
     size = size or frame_size(model)
     pixels = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(0))
-    graph = graphs.to_dtype(VisionGraph(model, select_layer, ps_version).eval(), dtype)
-    graphs.export_onnx(graph, (pixels,), path, [c.VISION_IN_PIXELS], [c.VISION_OUT_EMBEDS], c.VISION_AXES)
+    graphs.export_vision(graphs.to_dtype(VisionGraph(model, select_layer, ps_version).eval(), dtype), pixels, path)
 
 
 # ---- rope --------------------------------------------------------------------------------------------
@@ -742,20 +699,8 @@ def video_section(model: InternVLChatModel, processor: dict) -> dict:
     if (int(crop["height"]), int(crop["width"])) != (size, size):
         raise ValueError(f"crop size {crop} is not the model's frame size {size}")
     grid = int((size // vcfg.patch_size) * model.downsample_ratio)
-    do_crop = processor.get("do_center_crop", True) and "shortest_edge" in processor.get("size", {"shortest_edge": 0})
-    return {
-        "num_frames": int(model.num_frames),
-        "frame_height": size,
-        "frame_width": size,
-        "resize_mode": "shortest_edge_crop" if do_crop else "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", IMAGENET_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", IMAGENET_STD)],
-        "grid_h": grid,
-        "grid_w": grid,
-        "sampling": "segment_middle",
-    }
+    return manifest.video_spec(processor, model.num_frames, size, size, grid, grid, IMAGENET_MEAN, IMAGENET_STD,
+                               manifest.resize_mode(processor))
 
 
 def special_ids(model: InternVLChatModel) -> dict:
@@ -763,41 +708,27 @@ def special_ids(model: InternVLChatModel) -> dict:
     (what the reference embeds in the placeholder's place; `load_internvl` also sets the generation pad
     to the tokenizer's unk, id 0, which is the default pad_token_id)."""
     tcfg = model.text_config
-
-    def first(x):
-        return x[0] if isinstance(x, (list, tuple)) else x
-
-    ids = {"video": model.img_context_token_id, "bos": first(tcfg.bos_token_id), "eos": first(tcfg.eos_token_id),
-           "pad": model.pad_token_id}
-    return {k: (None if v is None else int(v)) for k, v in ids.items()}
+    return manifest.config_special_ids(model.img_context_token_id, tcfg.bos_token_id, tcfg.eos_token_id,
+                                       model.pad_token_id)
 
 
 def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: str = "float32",
                    num_frames: int | None = None, attention: str = "eager") -> dict:
     """Reference-layout checkpoint -> vidflow package (every graph, tokenizer.json, model.yaml); returns
     the manifest. `num_frames` overrides config.json's (the eval and the analyses run 8)."""
-    from .graphs import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
-    tok_path = os.path.join(ckpt_dir, c.TOKENIZER_FILE)
-    if not os.path.exists(tok_path):
-        raise FileNotFoundError(f"{ckpt_dir}: no {c.TOKENIZER_FILE} (save the fast tokenizer next to the weights)")
+    graphs.check_attention(attention, dtype)
+    tok = pllava.checkpoint_tokenizer(ckpt_dir)
     model = load(ckpt_dir, num_frames)
-    tok = Tokenizer.from_file(tok_path)
     ids = special_ids(model)
     if tok.encode(IMG_CONTEXT, add_special_tokens=False).ids != [ids["video"]]:
         raise ValueError(f"{IMG_CONTEXT} is not a single-token placeholder in the tokenizer")
     if tok.get_vocab_size(with_added_tokens=True) > model.text_config.vocab_size:
         raise ValueError("tokenizer has more ids than the model's vocabulary")
-    processor = {}
-    if os.path.exists(os.path.join(ckpt_dir, PREPROCESSOR_FILE)):
-        with open(os.path.join(ckpt_dir, PREPROCESSOR_FILE)) as f:
-            processor = json.load(f)
+    processor = video_processor_settings(ckpt_dir, names=(PREPROCESSOR_FILE,))
 
     m = manifest.assemble(
         model.text_config,
-        name=name or os.path.basename(os.path.normpath(ckpt_dir)),
+        name=manifest.package_name(name, ckpt_dir),
         dtype=dtype,
         family="llama",
         video=video_section(model, processor),
@@ -807,10 +738,8 @@ def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: 
     m["max_positions"] = max_positions(model.text_config)
     manifest.check(m)
     os.makedirs(out_dir, exist_ok=True)
-    # As for the other families: ONNX Conv takes no bfloat16, so the vision graph stays float32 then.
-    vision_dtype = torch.float32 if dtype == "bfloat16" else DTYPES[dtype]
-    export_vision(model, os.path.join(out_dir, c.VISION_FILE), vision_dtype, size=m["video"]["frame_height"])
-    export_text(model, out_dir, DTYPES[dtype], attention)
-    shutil.copyfile(tok_path, os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    dt = graphs.DTYPES[dtype]
+    export_vision(model, os.path.join(out_dir, c.VISION_FILE), graphs.vision_dtype(dt), size=m["video"]["frame_height"])
+    export_text(model, out_dir, dt, attention)
+    manifest.finish_package(ckpt_dir, out_dir, m)
     return m

@@ -24,7 +24,6 @@ modules), embedding and head graphs are the LLaVA ones. What differs, in one pla
 import copy
 import json
 import os
-import shutil
 
 import torch
 from tokenizers import Tokenizer
@@ -32,9 +31,9 @@ from torch import nn
 
 from . import contract as c
 from . import graphs, manifest
-from . import tokenizer as tk
-from .hf import load_eager, text_model, video_processor_settings
-from .manifest import PIL_FILTERS
+from . import tiny
+from .hf import load_eager, start_export, text_model
+from .manifest import IMAGENET_MEAN, IMAGENET_STD
 from .tiny import qwen2_text_config
 from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
@@ -64,11 +63,7 @@ TINY_FRAMES = 4
 TINY_FRAME = 64
 # Defaults for an HF directory whose video processor settings name no frame count (a real checkpoint).
 DEFAULT_FRAMES = 8
-# transformers.image_utils.IMAGENET_DEFAULT_MEAN / _STD: InternVL's normalisation (its -hf image and
-# video processor configs).
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
+# InternVL's normalisation (its -hf image and video processor configs): manifest.IMAGENET_MEAN / _STD.
 PROCESSOR_FILE = "processor_config.json"
 INSTRUCTION = "Answer with the option letter only."
 
@@ -141,38 +136,20 @@ def tiny_config(vocab_size: int, ids: dict):
 def tiny_processor_settings() -> dict:
     """HF InternVL video processor settings of the tiny model: frames resized to a fixed 64x64
     (bicubic), ImageNet normalisation, 4 frames."""
-    return {
-        "video_processor_type": "InternVLVideoProcessor",
-        "do_resize": True,
-        "size": {"height": TINY_FRAME, "width": TINY_FRAME},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": IMAGENET_MEAN,
-        "image_std": IMAGENET_STD,
-        "do_convert_rgb": True,
-        "num_frames": TINY_FRAMES,
-        "initial_shift": True,
-    }
+    return tiny.processor_settings("InternVLVideoProcessor", {"height": TINY_FRAME, "width": TINY_FRAME},
+                                   IMAGENET_MEAN, IMAGENET_STD, do_convert_rgb=True, num_frames=TINY_FRAMES,
+                                   initial_shift=True)
 
 
 def build_tiny(out_dir: str, seed: int = 0):
     """Writes the tiny InternVL, its tokenizer, video processor and processor settings to `out_dir`."""
     from transformers import InternVLForConditionalGeneration
 
-    from .tiny import _rescale_init
-
-    os.makedirs(out_dir, exist_ok=True)
-    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, IM_END, seed, num_frames=TINY_FRAMES)
-    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
-    config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config).eval()
-    # Larger weights than HF's init so that every layer, the q/k/v and projector biases, the CLS token
-    # and the position embeddings matter (LayerNorms: `layernorm_before/after`, the projector's
-    # `layer_norm`; the layer scales `lambda_1/2` near 1 instead of HF's 0.1).
-    _rescale_init(model, seed, norm_names=("norm",), bias_std=0.1)
+    # LayerNorms: `layernorm_before/after`, the projector's `layer_norm`. The CLS token and the
+    # position embeddings are made to matter too, and the layer scales `lambda_1/2` are near 1
+    # instead of HF's 0.1.
+    tok, model = tiny.chatml_model(InternVLForConditionalGeneration, tiny_config, prompt_spec(), SPECIAL_TOKENS, seed,
+                                   num_frames=TINY_FRAMES)
     with torch.no_grad():
         g = torch.Generator().manual_seed(seed + 2)
         emb = model.model.vision_tower.embeddings
@@ -181,12 +158,9 @@ def build_tiny(out_dir: str, seed: int = 0):
         for layer in model.model.vision_tower.encoder.layer:
             for p in (layer.lambda_1, layer.lambda_2):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-    model.save_pretrained(out_dir)
-    tk.save_hf(tok, out_dir, bos=None, eos=IM_END, pad=ENDOFTEXT, extra=TOKENIZER_EXTRA)
-    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
-        json.dump(tiny_processor_settings(), f, indent=2)
+    tiny.save_chatml(out_dir, model, tok, tiny_processor_settings(), TOKENIZER_EXTRA)
     with open(os.path.join(out_dir, PROCESSOR_FILE), "w") as f:
-        json.dump({"processor_class": "InternVLProcessor", "image_seq_length": config.image_seq_length}, f, indent=2)
+        json.dump({"processor_class": "InternVLProcessor", "image_seq_length": model.config.image_seq_length}, f, indent=2)
     return model
 
 
@@ -286,19 +260,7 @@ def video_section(model_config, processor: dict, frames: int) -> dict:
     check_model(model_config)
     height, width = frame_size(model_config, processor)
     gh, gw = grid(model_config)
-    return {
-        "num_frames": int(frames),
-        "frame_height": int(height),
-        "frame_width": int(width),
-        "resize_mode": "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", IMAGENET_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", IMAGENET_STD)],
-        "grid_h": int(gh),
-        "grid_w": int(gw),
-        "sampling": "segment_middle",
-    }
+    return manifest.video_spec(processor, frames, height, width, gh, gw, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def special_ids(tok: Tokenizer, model) -> dict:
@@ -333,17 +295,7 @@ def package_manifest(model, tok: Tokenizer, processor: dict, name: str, dtype: s
 def export_graphs(model, out_dir: str, height: int, width: int, dtype=torch.float32, attention: str = "eager") -> None:
     """Every graph of an InternVL package (float32 master weights in `model`)."""
     pixels = torch.randn(graphs.TRACE_F, 3, height, width, generator=torch.Generator().manual_seed(0))
-    # As for the other families: ONNX Conv takes no bfloat16, so a bfloat16 package keeps the vision
-    # tower in float32.
-    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
-    graphs.export_onnx(
-        VisionGraph(model, vision_dtype),
-        (pixels,),
-        os.path.join(out_dir, c.VISION_FILE),
-        [c.VISION_IN_PIXELS],
-        [c.VISION_OUT_EMBEDS],
-        c.VISION_AXES,
-    )
+    graphs.export_vision(VisionGraph(model, graphs.vision_dtype(dtype)), pixels, os.path.join(out_dir, c.VISION_FILE))
     graphs.export_text(model, out_dir, dtype, attention)
 
 
@@ -353,17 +305,9 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
 
     `frames`: the manifest's video.num_frames (default: the video processor's num_frames, else
     DEFAULT_FRAMES); the vision graph takes any frame count."""
-    from .graphs import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
-    os.makedirs(out_dir, exist_ok=True)
-    model = load(hf_dir)
-    tok = Tokenizer.from_file(os.path.join(hf_dir, c.TOKENIZER_FILE))
-    m = package_manifest(model, tok, video_processor_settings(hf_dir),
-                         name or os.path.basename(os.path.normpath(hf_dir)), dtype, frames)
+    model, tok, processor = start_export(hf_dir, out_dir, dtype, attention, load)
+    m = package_manifest(model, tok, processor, manifest.package_name(name, hf_dir), dtype, frames)
     v = m["video"]
-    export_graphs(model, out_dir, v["frame_height"], v["frame_width"], DTYPES[dtype], attention)
-    shutil.copyfile(os.path.join(hf_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    export_graphs(model, out_dir, v["frame_height"], v["frame_width"], graphs.DTYPES[dtype], attention)
+    manifest.finish_package(hf_dir, out_dir, m)
     return m

@@ -17,9 +17,7 @@ the LLaVA-NeXT-Video ones. What differs, in one place:
 """
 
 import copy
-import json
 import os
-import shutil
 
 import torch
 from tokenizers import Tokenizer
@@ -27,9 +25,8 @@ from torch import nn
 
 from . import contract as c
 from . import graphs, manifest
-from . import tokenizer as tk
-from .hf import load_eager, text_model, video_processor_settings
-from .manifest import PIL_FILTERS
+from . import tiny
+from .hf import load_eager, start_export, text_model
 from .manifest import STANDARD_MEAN as SIGLIP_MEAN
 from .manifest import STANDARD_STD as SIGLIP_STD
 from .tiny import qwen2_text_config
@@ -52,7 +49,6 @@ TINY_FRAME = 64
 DEFAULT_FRAMES = 32
 # SigLIP's normalisation (the original LLaVA-OneVision image processor and the llava-hf checkpoints'
 # processor configs; manifest.STANDARD_MEAN / _STD); used when the processor settings name none.
-VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 
 
 # ---- prompt ------------------------------------------------------------------------------------------
@@ -123,45 +119,24 @@ def tiny_config(vocab_size: int, ids: dict):
 def tiny_processor_settings() -> dict:
     """HF LLaVA-OneVision video processor settings of the tiny model: a 64x64 stretch resize,
     bicubic, SigLIP normalisation, 4 frames."""
-    return {
-        "video_processor_type": "LlavaOnevisionVideoProcessor",
-        "do_resize": True,
-        "size": {"height": TINY_FRAME, "width": TINY_FRAME},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": SIGLIP_MEAN,
-        "image_std": SIGLIP_STD,
-        "num_frames": TINY_FRAMES,
-    }
+    return tiny.processor_settings("LlavaOnevisionVideoProcessor", {"height": TINY_FRAME, "width": TINY_FRAME},
+                                   SIGLIP_MEAN, SIGLIP_STD, num_frames=TINY_FRAMES)
 
 
 def build_tiny(out_dir: str, seed: int = 0):
     """Writes the tiny LLaVA-OneVision, its tokenizer and video processor settings to `out_dir`."""
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from .tiny import _rescale_init
-
-    os.makedirs(out_dir, exist_ok=True)
-    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, IM_END, seed)
-    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
-    config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
-    torch.manual_seed(seed)
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
-    # Larger weights than HF's init so that every layer, the q/k/v and projector biases and the
-    # newline embedding matter (image_newline is a vector: N(0, 0.1^2) like the biases, then scaled
-    # to the typical size of a video embedding below).
-    _rescale_init(model, seed, norm_names=("norm",), bias_std=0.1)
+    # The newline embedding must matter too: image_newline is a vector, N(0, 0.1^2) like the biases,
+    # then scaled to the typical size of a video embedding below.
+    tok, model = tiny.chatml_model(LlavaOnevisionForConditionalGeneration, tiny_config, prompt_spec(), SPECIAL_TOKENS,
+                                   seed)
     with torch.no_grad():
         frames = torch.randn(1, TINY_FRAMES, 3, TINY_FRAME, TINY_FRAME, generator=torch.Generator().manual_seed(seed))
         feats = model.model.get_video_features(frames, return_dict=True).pooler_output[0, :-1]
         newline = model.model.image_newline
         newline.mul_(feats.norm(dim=-1).mean() / newline.norm())
-    model.save_pretrained(out_dir)
-    tk.save_hf(tok, out_dir, bos=None, eos=IM_END, pad=ENDOFTEXT, extra={"video_token": VIDEO, "image_token": IMAGE})
-    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
-        json.dump(tiny_processor_settings(), f, indent=2)
+    tiny.save_chatml(out_dir, model, tok, tiny_processor_settings(), {"video_token": VIDEO, "image_token": IMAGE})
     return model
 
 
@@ -241,19 +216,7 @@ def video_section(model_config, processor: dict, num_frames: int, trailing: int)
     vcfg = model_config.vision_config
     height, width = frame_size(processor, vcfg)
     grid = grid_size(vcfg)
-    video = {
-        "num_frames": int(num_frames),
-        "frame_height": height,
-        "frame_width": width,
-        "resize_mode": "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", SIGLIP_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", SIGLIP_STD)],
-        "grid_h": grid,
-        "grid_w": grid,
-        "sampling": "segment_middle",
-    }
+    video = manifest.video_spec(processor, num_frames, height, width, grid, grid, SIGLIP_MEAN, SIGLIP_STD)
     if trailing > 0:
         video["trailing_tokens"] = int(trailing)
     return video
@@ -289,16 +252,10 @@ def export_graphs(model, out_dir: str, dtype=torch.float32, attention: str = "ea
     """Every graph of a LLaVA-OneVision package (float32 master weights in `model`)."""
     side = model.config.vision_config.image_size
     pixels = torch.randn(graphs.TRACE_F, 3, side, side, generator=torch.Generator().manual_seed(0))
-    # As for LLaVA-NeXT-Video: ONNX Conv takes no bfloat16, so a bfloat16 package keeps the vision
-    # tower in float32.
-    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
-    graphs.export_onnx(
-        VisionGraph(model, vision_dtype),
-        (pixels,),
+    graphs.export_vision(
+        VisionGraph(model, graphs.vision_dtype(dtype)),
+        pixels,
         os.path.join(out_dir, c.VISION_FILE),
-        [c.VISION_IN_PIXELS],
-        [c.VISION_OUT_EMBEDS],
-        c.VISION_AXES,
         # The exporter's shape inference loses the embedding width at the newline's concat.
         static_dims={c.VISION_OUT_EMBEDS: {1: int(model.config.text_config.hidden_size)}},
     )
@@ -311,16 +268,8 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
 
     `frames`: the manifest's video.num_frames (default: the processor's num_frames, else
     DEFAULT_FRAMES); the vision graph itself takes any frame count."""
-    from .graphs import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
-    os.makedirs(out_dir, exist_ok=True)
-    model = load(hf_dir)
-    tok = Tokenizer.from_file(os.path.join(hf_dir, c.TOKENIZER_FILE))
-    m = package_manifest(model, tok, video_processor_settings(hf_dir),
-                         name or os.path.basename(os.path.normpath(hf_dir)), dtype, frames)
-    export_graphs(model, out_dir, DTYPES[dtype], attention)
-    shutil.copyfile(os.path.join(hf_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    model, tok, processor = start_export(hf_dir, out_dir, dtype, attention, load)
+    m = package_manifest(model, tok, processor, manifest.package_name(name, hf_dir), dtype, frames)
+    export_graphs(model, out_dir, graphs.DTYPES[dtype], attention)
+    manifest.finish_package(hf_dir, out_dir, m)
     return m

@@ -1,6 +1,8 @@
 """`model.yaml`: every field of src/package/manifest.rs `Manifest`, no more, no fewer."""
 
 import math
+import os
+import shutil
 
 import yaml
 
@@ -15,6 +17,9 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 # transformers.image_utils.IMAGENET_STANDARD_MEAN / _STD (SigLIP's, VideoLLaMA3's processors).
 STANDARD_MEAN = [0.5, 0.5, 0.5]
 STANDARD_STD = [0.5, 0.5, 0.5]
+# transformers.image_utils.IMAGENET_DEFAULT_MEAN / _STD (InternVL's processors).
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
 
 # Field order of the Rust structs, used to check a manifest before writing it.
 MANIFEST_FIELDS = [
@@ -57,6 +62,33 @@ def graphs_section(num_layers: int) -> dict:
     }
 
 
+def resize_mode(processor: dict) -> str:
+    """`shortest_edge_crop` when the processor resizes the short edge and centre-crops (CLIP's
+    image processor), else `stretch`."""
+    crop = processor.get("do_center_crop", True) and "shortest_edge" in processor.get("size", {"shortest_edge": 0})
+    return "shortest_edge_crop" if crop else "stretch"
+
+
+def video_spec(processor: dict, num_frames: int, height: int, width: int, grid_h: int, grid_w: int,
+               mean: list, std: list, resize_mode: str = "stretch") -> dict:
+    """The `video` section (fields in manifest order): frame count, size and token grid as given;
+    resampling filter, rescale factor and normalisation from the HF processor settings (`mean` /
+    `std` when they name none); frames sampled at segment middles."""
+    return {
+        "num_frames": int(num_frames),
+        "frame_height": int(height),
+        "frame_width": int(width),
+        "resize_mode": resize_mode,
+        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
+        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
+        "image_mean": [float(x) for x in processor.get("image_mean", mean)],
+        "image_std": [float(x) for x in processor.get("image_std", std)],
+        "grid_h": int(grid_h),
+        "grid_w": int(grid_w),
+        "sampling": "segment_middle",
+    }
+
+
 def video_section(config, processor: dict, num_frames: int) -> dict:
     """Video preprocessing from the model config and the HF video processor settings."""
     vcfg = config.vision_config
@@ -64,20 +96,8 @@ def video_section(config, processor: dict, num_frames: int) -> dict:
     patches = vcfg.image_size // vcfg.patch_size
     stride = config.spatial_pool_stride
     grid = patches // stride
-    crop = processor.get("do_center_crop", True) and "shortest_edge" in processor.get("size", {"shortest_edge": 0})
-    return {
-        "num_frames": int(num_frames),
-        "frame_height": int(size["height"]),
-        "frame_width": int(size["width"]),
-        "resize_mode": "shortest_edge_crop" if crop else "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", CLIP_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", CLIP_STD)],
-        "grid_h": int(grid),
-        "grid_w": int(grid),
-        "sampling": "segment_middle",
-    }
+    return video_spec(processor, num_frames, size["height"], size["width"], grid, grid, CLIP_MEAN, CLIP_STD,
+                      resize_mode(processor))
 
 
 def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_placeholder: str,
@@ -88,6 +108,17 @@ def build(model, name: str, dtype: str, processor: dict, num_frames: int, video_
     return assemble(text_model(model).config, name, dtype, "llama",
                     video_section(model.config, processor, num_frames),
                     mvbench_prompt_spec(video_placeholder), special_ids)
+
+
+def config_special_ids(video, bos, eos, pad) -> dict:
+    """Special ids as the manifest holds them: ints or None; a list (a config's several EOS ids,
+    say) gives its first."""
+
+    def first(x):
+        return x[0] if isinstance(x, (list, tuple)) else x
+
+    ids = {"video": video, "bos": first(bos), "eos": first(eos), "pad": first(pad)}
+    return {k: (None if v is None else int(v)) for k, v in ids.items()}
 
 
 def chatml_special_ids(tok, video_id: int, eos: str, pad: str) -> dict:
@@ -251,6 +282,17 @@ def dump_yaml(data) -> str:
     """Block style, leaf lists in flow style (`layers: [1, 2]`), keys in insertion order."""
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10_000,
                      default_flow_style=None)
+
+
+def package_name(name: str | None, src_dir: str) -> str:
+    """The package's name: `name`, else the source directory's base name."""
+    return name or os.path.basename(os.path.normpath(src_dir))
+
+
+def finish_package(src_dir: str, out_dir: str, manifest: dict) -> None:
+    """The last steps of every export: `src_dir`'s tokenizer.json copied, then model.yaml written."""
+    shutil.copyfile(os.path.join(src_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
+    write(manifest, os.path.join(out_dir, c.MANIFEST_FILE))
 
 
 def write(manifest: dict, path: str) -> None:

@@ -59,7 +59,6 @@ bfloat16 numerics of the reference run.
 
 import json
 import os
-import shutil
 
 import torch
 from tokenizers import Tokenizer
@@ -68,6 +67,9 @@ from torch import nn
 from . import contract as c
 from . import graphs, manifest
 from . import tokenizer as tk
+from .hf import video_processor_settings
+from .manifest import CLIP_MEAN, CLIP_STD
+from .reference_modules import VisionEncoder, VisionMlp, stack_hidden_states
 
 ARCHITECTURE = "PllavaForConditionalGeneration"
 
@@ -103,9 +105,6 @@ SYSTEM_MVBENCH = (
     "movement of objects, and the action and pose of persons. Based on your observations, select the best "
     "option that accurately addresses the question.\n"
 )
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-PIL_FILTERS = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 PREPROCESSOR_FILE = "preprocessor_config.json"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -140,13 +139,19 @@ def prompt_spec(video_placeholder: str = IMAGE_TOKEN) -> dict:
 # ---- config ------------------------------------------------------------------------------------------
 
 
-def read_config(ckpt_dir: str) -> dict:
-    """config.json with `PllavaConfig`'s defaults filled in (nested configs stay dicts)."""
+def read_raw_config(ckpt_dir: str, architecture: str) -> dict:
+    """config.json as written; ValueError unless its `architectures[0]` is `architecture`."""
     with open(os.path.join(ckpt_dir, CONFIG_FILE)) as f:
         raw = json.load(f)
     archs = raw.get("architectures") or [None]
-    if archs[0] != ARCHITECTURE:
-        raise ValueError(f"{ckpt_dir}: architecture {archs[0]!r}, expected {ARCHITECTURE}")
+    if archs[0] != architecture:
+        raise ValueError(f"{ckpt_dir}: architecture {archs[0]!r}, expected {architecture}")
+    return raw
+
+
+def read_config(ckpt_dir: str) -> dict:
+    """config.json with `PllavaConfig`'s defaults filled in (nested configs stay dicts)."""
+    raw = read_raw_config(ckpt_dir, ARCHITECTURE)
     cfg = {**CONFIG_DEFAULTS, **raw}
     cfg["vision_config"] = dict(raw.get("vision_config") or DEFAULT_VISION)
     cfg["text_config"] = dict(raw.get("text_config") or {})
@@ -223,36 +228,17 @@ class ClipAttention(nn.Module):
         return self.out_proj(torch.matmul(probs, v).transpose(1, 2).flatten(2))
 
 
-class ClipMlp(nn.Module):
-    def __init__(self, vcfg):
-        super().__init__()
-        from transformers.activations import ACT2FN
-
-        self.activation_fn = ACT2FN[vcfg.hidden_act]
-        self.fc1 = nn.Linear(vcfg.hidden_size, vcfg.intermediate_size)
-        self.fc2 = nn.Linear(vcfg.intermediate_size, vcfg.hidden_size)
-
-    def forward(self, x):
-        return self.fc2(self.activation_fn(self.fc1(x)))
-
-
 class ClipEncoderLayer(nn.Module):
     def __init__(self, vcfg):
         super().__init__()
         self.self_attn = ClipAttention(vcfg)
         self.layer_norm1 = nn.LayerNorm(vcfg.hidden_size, eps=vcfg.layer_norm_eps)
-        self.mlp = ClipMlp(vcfg)
+        self.mlp = VisionMlp(vcfg, act_name="activation_fn")  # CLIP's name
         self.layer_norm2 = nn.LayerNorm(vcfg.hidden_size, eps=vcfg.layer_norm_eps)
 
     def forward(self, x):
         x = x + self.self_attn(self.layer_norm1(x))
         return x + self.mlp(self.layer_norm2(x))
-
-
-class ClipEncoder(nn.Module):
-    def __init__(self, vcfg):
-        super().__init__()
-        self.layers = nn.ModuleList([ClipEncoderLayer(vcfg) for _ in range(vcfg.num_hidden_layers)])
 
 
 class ClipVisionTransformer(nn.Module):
@@ -262,18 +248,13 @@ class ClipVisionTransformer(nn.Module):
         super().__init__()
         self.embeddings = ClipVisionEmbeddings(vcfg)
         self.pre_layrnorm = nn.LayerNorm(vcfg.hidden_size, eps=vcfg.layer_norm_eps)  # sic, CLIP's name
-        self.encoder = ClipEncoder(vcfg)
+        self.encoder = VisionEncoder(vcfg, ClipEncoderLayer)
         self.post_layernorm = nn.LayerNorm(vcfg.hidden_size, eps=vcfg.layer_norm_eps)
 
     def hidden_states(self, pixel_values, upto: int | None = None) -> list:
         """4.40's `output_hidden_states`: [pre_layrnorm(embeddings), layer 1 out, ..., layer N out];
         `upto` stops after that many layers (later entries are not computed)."""
-        h = self.pre_layrnorm(self.embeddings(pixel_values))
-        out = [h]
-        for layer in self.encoder.layers[:upto]:
-            h = layer(h)
-            out.append(h)
-        return out
+        return stack_hidden_states(self.pre_layrnorm(self.embeddings(pixel_values)), self.encoder.layers, upto)
 
 
 class ClipVisionTower(nn.Module):
@@ -466,8 +447,9 @@ def tiny_config(vocab_size: int, ids: dict) -> dict:
     }
 
 
-def tiny_preprocessor(image_size: int = 64) -> dict:
-    """preprocessor_config.json as PllavaProcessor.save_pretrained writes it (a CLIPImageProcessor)."""
+def tiny_preprocessor(image_size: int = 64, mean: list = CLIP_MEAN, std: list = CLIP_STD) -> dict:
+    """preprocessor_config.json as PllavaProcessor.save_pretrained writes it (a CLIPImageProcessor;
+    CLIP normalisation unless `mean` / `std` say otherwise)."""
     return {
         "crop_size": {"height": image_size, "width": image_size},
         "do_center_crop": True,
@@ -475,9 +457,9 @@ def tiny_preprocessor(image_size: int = 64) -> dict:
         "do_normalize": True,
         "do_rescale": True,
         "do_resize": True,
-        "image_mean": CLIP_MEAN,
+        "image_mean": mean,
         "image_processor_type": "CLIPImageProcessor",
-        "image_std": CLIP_STD,
+        "image_std": std,
         "processor_class": "PllavaProcessor",
         "resample": 3,
         "rescale_factor": 1 / 255,
@@ -578,8 +560,7 @@ def export_vision(model: PllavaForConditionalGeneration, path: str, dtype=torch.
     vcfg = model.vision_config
     frames = model.multi_modal_projector.num_frames
     pixels = torch.randn(frames, 3, vcfg.image_size, vcfg.image_size, generator=torch.Generator().manual_seed(0))
-    graph = graphs.to_dtype(VisionGraph(model, pool_frames_first).eval(), dtype)
-    graphs.export_onnx(graph, (pixels,), path, [c.VISION_IN_PIXELS], [c.VISION_OUT_EMBEDS], c.VISION_AXES)
+    graphs.export_vision(graphs.to_dtype(VisionGraph(model, pool_frames_first).eval(), dtype), pixels, path)
 
 
 # ---- package -----------------------------------------------------------------------------------------
@@ -593,33 +574,24 @@ def video_section(model: PllavaForConditionalGeneration, processor: dict) -> dic
     size = processor.get("crop_size") or {"height": vcfg.image_size, "width": vcfg.image_size}
     if (int(size["height"]), int(size["width"])) != (vcfg.image_size, vcfg.image_size):
         raise ValueError(f"crop size {size} is not the vision tower's {vcfg.image_size}")
-    crop = processor.get("do_center_crop", True) and "shortest_edge" in processor.get("size", {"shortest_edge": 0})
-    return {
-        "num_frames": int(t_out),
-        "frame_height": int(size["height"]),
-        "frame_width": int(size["width"]),
-        "resize_mode": "shortest_edge_crop" if crop else "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", CLIP_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", CLIP_STD)],
-        "grid_h": int(h_out),
-        "grid_w": int(w_out),
-        "sampling": "segment_middle",
-    }
+    return manifest.video_spec(processor, t_out, size["height"], size["width"], h_out, w_out, CLIP_MEAN, CLIP_STD,
+                               manifest.resize_mode(processor))
 
 
 def special_ids(model: PllavaForConditionalGeneration) -> dict:
     """Video = image_token_index; bos/eos from the text config (LlamaConfig's defaults 1/2 when
     absent); pad as the reference picks it (`pad_token_id`)."""
     tcfg = model.text_config
+    return manifest.config_special_ids(model.image_token_index, tcfg.bos_token_id, tcfg.eos_token_id,
+                                       model.pad_token_id)
 
-    def first(x):
-        return x[0] if isinstance(x, (list, tuple)) else x
 
-    ids = {"video": model.image_token_index, "bos": first(tcfg.bos_token_id), "eos": first(tcfg.eos_token_id),
-           "pad": model.pad_token_id}
-    return {k: (None if v is None else int(v)) for k, v in ids.items()}
+def checkpoint_tokenizer(ckpt_dir: str) -> Tokenizer:
+    """The checkpoint's tokenizer.json (FileNotFoundError when there is none)."""
+    tok_path = os.path.join(ckpt_dir, c.TOKENIZER_FILE)
+    if not os.path.exists(tok_path):
+        raise FileNotFoundError(f"{ckpt_dir}: no {c.TOKENIZER_FILE} (save the fast tokenizer next to the weights)")
+    return Tokenizer.from_file(tok_path)
 
 
 def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: str = "float32",
@@ -627,32 +599,19 @@ def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: 
     """Reference-layout checkpoint -> vidflow package (every graph, tokenizer.json, model.yaml);
     returns the manifest. `pooling_shape` overrides config.json's; the input frame count is
     pooling_shape[0]."""
-    from .export import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
+    graphs.check_attention(attention, dtype)
     model = load(ckpt_dir, pooling_shape)
     t_out = model.multi_modal_projector.pooling_shape[0]
     if model.config["pooling_method"] != "avg":
         raise ValueError(f"pooling_method {model.config['pooling_method']!r}: the reference always average-pools")
-    tok_path = os.path.join(ckpt_dir, c.TOKENIZER_FILE)
-    if not os.path.exists(tok_path):
-        raise FileNotFoundError(f"{ckpt_dir}: no {c.TOKENIZER_FILE} (save the fast tokenizer next to the weights)")
-    tok = Tokenizer.from_file(tok_path)
+    tok = checkpoint_tokenizer(ckpt_dir)
     ids = special_ids(model)
-    placeholder = tok.id_to_token(ids["video"])
-    if placeholder is None or tok.encode(placeholder, add_special_tokens=False).ids != [ids["video"]]:
-        raise ValueError(f"image token id {ids['video']} is not a single-token placeholder in the tokenizer")
-    if tok.get_vocab_size(with_added_tokens=True) > model.text_config.vocab_size:
-        raise ValueError("tokenizer has more ids than the model's vocabulary")
-    processor = {}
-    if os.path.exists(os.path.join(ckpt_dir, PREPROCESSOR_FILE)):
-        with open(os.path.join(ckpt_dir, PREPROCESSOR_FILE)) as f:
-            processor = json.load(f)
+    placeholder = manifest.checked_placeholder(tok, ids, model.text_config.vocab_size, what="image")
+    processor = video_processor_settings(ckpt_dir, names=(PREPROCESSOR_FILE,))
 
     m = manifest.assemble(
         model.text_config,
-        name=name or os.path.basename(os.path.normpath(ckpt_dir)),
+        name=manifest.package_name(name, ckpt_dir),
         dtype=dtype,
         family="llama",
         video=video_section(model, processor),
@@ -661,11 +620,8 @@ def export_package(ckpt_dir: str, out_dir: str, name: str | None = None, dtype: 
     )
     assert m["video"]["num_frames"] == t_out
     os.makedirs(out_dir, exist_ok=True)
-    # As for LLaVA-NeXT-Video: ONNX Conv takes no bfloat16, so the vision graph stays float32 then.
-    vision_dtype = torch.float32 if dtype == "bfloat16" else DTYPES[dtype]
-    export_vision(model, os.path.join(out_dir, c.VISION_FILE), vision_dtype)
-    graphs.export_text(model.language_model, out_dir, DTYPES[dtype], attention)
-    shutil.copyfile(tok_path, os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    export_vision(model, os.path.join(out_dir, c.VISION_FILE), graphs.vision_dtype(graphs.DTYPES[dtype]))
+    graphs.export_text(model.language_model, out_dir, graphs.DTYPES[dtype], attention)
+    manifest.finish_package(ckpt_dir, out_dir, m)
     return m
 

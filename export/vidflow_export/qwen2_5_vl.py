@@ -20,10 +20,8 @@ one temporal token group; the manifest's `video.num_frames` counts groups (the p
 """
 
 import copy
-import json
 import math
 import os
-import shutil
 
 import numpy as np
 import torch
@@ -32,9 +30,9 @@ from torch import nn
 
 from . import contract as c
 from . import graphs, manifest
-from . import tokenizer as tk
-from .hf import load_eager, text_model, video_processor_settings
-from .manifest import CLIP_MEAN, CLIP_STD, PIL_FILTERS
+from . import tiny
+from .hf import load_eager, start_export, text_model
+from .manifest import CLIP_MEAN, CLIP_STD
 from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
 ARCHITECTURE = "Qwen2_5_VLForConditionalGeneration"
@@ -59,7 +57,6 @@ DEFAULT_GROUPS = 8
 DEFAULT_FRAME = 448
 DEFAULT_FPS = 2.0
 # Qwen's processors normalise with manifest.CLIP_MEAN / _STD (transformers' OPENAI_CLIP_MEAN / _STD).
-VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 
 
 # ---- prompt ------------------------------------------------------------------------------------------
@@ -143,44 +140,19 @@ def tiny_processor_settings() -> dict:
     """HF Qwen2-VL video processor settings of the tiny model: a fixed 64x64 frame (min = max
     pixels), CLIP normalisation, bicubic, 8 input frames (4 groups) sampled at 2 frames/s."""
     pixels = TINY_FRAME * TINY_FRAME
-    return {
-        "video_processor_type": "Qwen2VLVideoProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": pixels, "longest_edge": pixels},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": CLIP_MEAN,
-        "image_std": CLIP_STD,
-        "patch_size": 8,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "num_frames": TINY_GROUPS * 2,
-        "fps": TINY_FPS,
-    }
+    return tiny.processor_settings("Qwen2VLVideoProcessor", {"shortest_edge": pixels, "longest_edge": pixels},
+                                   CLIP_MEAN, CLIP_STD, patch_size=8, temporal_patch_size=2, merge_size=2,
+                                   num_frames=TINY_GROUPS * 2, fps=TINY_FPS)
 
 
 def build_tiny(out_dir: str, seed: int = 0):
     """Writes the tiny Qwen2.5-VL, its tokenizer and video processor settings to `out_dir`."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from .tiny import _rescale_init
-
-    os.makedirs(out_dir, exist_ok=True)
-    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, IM_END, seed)
-    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
-    config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    # Larger weights than HF's init so that every layer (and the q/k/v biases) matters; the
-    # merger's RMSNorm is `ln_q`.
-    _rescale_init(model, seed, norm_names=("norm", "ln_q"), bias_std=0.1)
-    model.save_pretrained(out_dir)
-    tk.save_hf(tok, out_dir, bos=None, eos=IM_END, pad=ENDOFTEXT,
-               extra={"video_token": VIDEO_PAD, "image_token": IMAGE_PAD})
-    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
-        json.dump(tiny_processor_settings(), f, indent=2)
+    # The merger's RMSNorm is `ln_q`.
+    tok, model = tiny.chatml_model(Qwen2_5_VLForConditionalGeneration, tiny_config, prompt_spec(), SPECIAL_TOKENS,
+                                   seed, norm_names=("norm", "ln_q"))
+    tiny.save_chatml(out_dir, model, tok, tiny_processor_settings(), {"video_token": VIDEO_PAD, "image_token": IMAGE_PAD})
     return model
 
 
@@ -345,19 +317,7 @@ def video_section(model_config, processor: dict, groups: int, height: int, width
     vcfg = model_config.vision_config
     check_frame_size(vcfg, height, width)
     tokens = vcfg.patch_size * vcfg.spatial_merge_size
-    return {
-        "num_frames": int(groups),
-        "frame_height": int(height),
-        "frame_width": int(width),
-        "resize_mode": "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", CLIP_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", CLIP_STD)],
-        "grid_h": int(height // tokens),
-        "grid_w": int(width // tokens),
-        "sampling": "segment_middle",
-    }
+    return manifest.video_spec(processor, groups, height, width, height // tokens, width // tokens, CLIP_MEAN, CLIP_STD)
 
 
 def mrope_section(model_config, seconds_per_group: float) -> dict:
@@ -386,16 +346,8 @@ def export_graphs(model, out_dir: str, groups: int, height: int, width: int, dty
     vcfg = model.config.vision_config
     pixels = torch.randn(groups * vcfg.temporal_patch_size, 3, height, width,
                          generator=torch.Generator().manual_seed(0))
-    # As for LLaVA: ONNX Conv takes no bfloat16, so a bfloat16 package keeps the vision tower in float32.
-    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
-    graphs.export_onnx(
-        VisionGraph(model, groups, height, width, vision_dtype),
-        (pixels,),
-        os.path.join(out_dir, c.VISION_FILE),
-        [c.VISION_IN_PIXELS],
-        [c.VISION_OUT_EMBEDS],
-        c.VISION_AXES,
-    )
+    graphs.export_vision(VisionGraph(model, groups, height, width, graphs.vision_dtype(dtype)), pixels,
+                         os.path.join(out_dir, c.VISION_FILE))
     graphs.export_text(model, out_dir, dtype, attention, mrope=True)
 
 
@@ -408,19 +360,12 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
     num_frames / temporal_patch_size, else DEFAULT_GROUPS). `frame_hw`: the fixed frame size
     (default `frame_size`). `seconds_per_group`: default temporal_patch_size / the processor's fps
     (HF's second_per_grid_ts for a video sampled at that rate; Qwen's default fps is 2)."""
-    from .graphs import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
-    os.makedirs(out_dir, exist_ok=True)
-    model = load(hf_dir)
-    tok = Tokenizer.from_file(os.path.join(hf_dir, c.TOKENIZER_FILE))
-    m = package_manifest(model, tok, video_processor_settings(hf_dir),
-                         name or os.path.basename(os.path.normpath(hf_dir)), dtype, frames, frame_hw, seconds_per_group)
+    model, tok, processor = start_export(hf_dir, out_dir, dtype, attention, load)
+    m = package_manifest(model, tok, processor, manifest.package_name(name, hf_dir), dtype, frames, frame_hw,
+                         seconds_per_group)
     v = m["video"]
-    export_graphs(model, out_dir, v["num_frames"], v["frame_height"], v["frame_width"], DTYPES[dtype], attention)
-    shutil.copyfile(os.path.join(hf_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    export_graphs(model, out_dir, v["num_frames"], v["frame_height"], v["frame_width"], graphs.DTYPES[dtype], attention)
+    manifest.finish_package(hf_dir, out_dir, m)
     return m
 
 

@@ -107,6 +107,49 @@ def build_tiny(out_dir: str, seed: int = 0):
     return model
 
 
+def processor_settings(processor_type: str, size: dict, mean: list, std: list, **extra) -> dict:
+    """HF-style video processor settings of a tiny model: `size`, bicubic resize, 1/255 rescale,
+    normalisation by `mean` / `std`, then the family's `extra` keys (in order)."""
+    return {
+        "video_processor_type": processor_type,
+        "do_resize": True,
+        "size": size,
+        "resample": PIL_BICUBIC,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": mean,
+        "image_std": std,
+        **extra,
+    }
+
+
+def chatml_model(model_class, make_config, prompt: dict, special_tokens: list, seed: int,
+                 norm_names=("norm",), num_frames: int | None = None):
+    """A tiny Qwen2 (ChatML) family model: its tokenizer trained on the family's `prompt` (answers end
+    with `<|im_end|>`; `num_frames` for a per-frame prompt), `make_config(vocab_size, ids)` (ids by
+    special token), the model seeded, then `_rescale_init` with biases ~ N(0, 0.1^2) so that every
+    layer and the q/k/v and projector biases matter. Returns (tokenizer, model)."""
+    frames = {} if num_frames is None else {"num_frames": num_frames}
+    tok = tk.train_on_prompts(prompt, special_tokens, tk.IM_END, seed, **frames)
+    ids = {t: tok.token_to_id(t) for t in special_tokens}
+    config = make_config(tok.get_vocab_size(with_added_tokens=True), ids)
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    _rescale_init(model, seed, norm_names=norm_names, bias_std=0.1)
+    return tok, model
+
+
+def save_chatml(out_dir: str, model, tok, processor: dict, tokenizer_extra: dict) -> None:
+    """Saves a tiny ChatML family model to `out_dir`: the model, its tokenizer (no BOS, EOS
+    `<|im_end|>`, pad `<|endoftext|>`, `tokenizer_extra` tokens) and the video processor settings."""
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tk.save_hf(tok, out_dir, bos=None, eos=tk.IM_END, pad=tk.ENDOFTEXT, extra=tokenizer_extra)
+    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
+        json.dump(processor, f, indent=2)
+
+
 def qwen2_text_config(vocab_size: int, eos_id: int, pad_id: int) -> dict:
     """The tiny Qwen2 text config of the Qwen2-based families (LLaVA-OneVision, VideoLLaMA3, native
     InternVL): hidden 64, 4 layers, 4 heads / 2 KV heads (head_dim 16), rope_theta 10000, no BOS."""

@@ -21,9 +21,7 @@ differs, in one place:
 """
 
 import copy
-import json
 import os
-import shutil
 
 import torch
 from tokenizers import Tokenizer
@@ -31,9 +29,9 @@ from torch import nn
 
 from . import contract as c
 from . import graphs, manifest
-from . import tokenizer as tk
-from .hf import load_eager, text_model, video_processor_settings
-from .manifest import PIL_FILTERS, STANDARD_MEAN, STANDARD_STD
+from . import tiny
+from .hf import load_eager, start_export, text_model
+from .manifest import STANDARD_MEAN, STANDARD_STD
 from .tiny import qwen2_text_config
 from .tokenizer import ENDOFTEXT, IM_END, IM_START
 
@@ -55,7 +53,6 @@ TINY_FRAME = 64
 DEFAULT_FRAMES = 8
 DEFAULT_FRAME = 448
 # The VideoLLaMA3 processors' normalisation: manifest.STANDARD_MEAN / _STD.
-VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 # The instruction after the options (the reference's multiple-choice template).
 INSTRUCTION = "Answer with the option's letter from the given choices directly and only give the best option."
 
@@ -122,44 +119,20 @@ def tiny_processor_settings() -> dict:
     pixels = max pixels per frame; the processor divides `longest_edge` by the frame count),
     bicubic, the standard 0.5 normalisation, patch 8, merge 2, no token compression."""
     pixels = TINY_FRAME * TINY_FRAME
-    return {
-        "video_processor_type": "VideoLlama3VideoProcessor",
-        "do_resize": True,
-        "size": {"shortest_edge": pixels, "longest_edge": pixels * TINY_FRAMES},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": STANDARD_MEAN,
-        "image_std": STANDARD_STD,
-        "patch_size": 8,
-        "temporal_patch_size": 1,
-        "merge_size": 2,
-        "num_frames": TINY_FRAMES,
-        "use_token_compression": False,
-    }
+    return tiny.processor_settings("VideoLlama3VideoProcessor",
+                                   {"shortest_edge": pixels, "longest_edge": pixels * TINY_FRAMES},
+                                   STANDARD_MEAN, STANDARD_STD, patch_size=8, temporal_patch_size=1, merge_size=2,
+                                   num_frames=TINY_FRAMES, use_token_compression=False)
 
 
 def build_tiny(out_dir: str, seed: int = 0):
     """Writes the tiny VideoLLaMA3, its tokenizer and video processor settings to `out_dir`."""
     from transformers import VideoLlama3ForConditionalGeneration
 
-    from .tiny import _rescale_init
-
-    os.makedirs(out_dir, exist_ok=True)
-    tok = tk.train_on_prompts(prompt_spec(), SPECIAL_TOKENS, IM_END, seed, num_frames=TINY_FRAMES)
-    ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
-    config = tiny_config(tok.get_vocab_size(with_added_tokens=True), ids)
-    torch.manual_seed(seed)
-    model = VideoLlama3ForConditionalGeneration(config).eval()
-    # Larger weights than HF's init so that every layer and the q/k/v and projector biases matter
-    # (the vision encoder's LayerNorms are `layer_norm1/2` and `post_layernorm`).
-    _rescale_init(model, seed, norm_names=("norm",), bias_std=0.1)
-    model.save_pretrained(out_dir)
-    tk.save_hf(tok, out_dir, bos=None, eos=IM_END, pad=ENDOFTEXT,
-               extra={"video_token": VIDEO_PAD, "image_token": IMAGE_PAD})
-    with open(os.path.join(out_dir, VIDEO_PROCESSOR_FILE), "w") as f:
-        json.dump(tiny_processor_settings(), f, indent=2)
+    # The vision encoder's LayerNorms are `layer_norm1/2` and `post_layernorm` ("norm" in their names).
+    tok, model = tiny.chatml_model(VideoLlama3ForConditionalGeneration, tiny_config, prompt_spec(), SPECIAL_TOKENS,
+                                   seed, num_frames=TINY_FRAMES)
+    tiny.save_chatml(out_dir, model, tok, tiny_processor_settings(), {"video_token": VIDEO_PAD, "image_token": IMAGE_PAD})
     return model
 
 
@@ -280,19 +253,8 @@ def video_section(model_config, processor: dict, frames: int, height: int, width
     vcfg = model_config.vision_config
     check_frame_size(vcfg, height, width)
     tokens = vcfg.patch_size * MERGE_SIZE
-    return {
-        "num_frames": int(frames),
-        "frame_height": int(height),
-        "frame_width": int(width),
-        "resize_mode": "stretch",
-        "resize_filter": PIL_FILTERS[int(processor.get("resample", 3))],
-        "rescale_factor": float(processor.get("rescale_factor", 1 / 255)),
-        "image_mean": [float(x) for x in processor.get("image_mean", STANDARD_MEAN)],
-        "image_std": [float(x) for x in processor.get("image_std", STANDARD_STD)],
-        "grid_h": int(height // tokens),
-        "grid_w": int(width // tokens),
-        "sampling": "segment_middle",
-    }
+    return manifest.video_spec(processor, frames, height, width, height // tokens, width // tokens, STANDARD_MEAN,
+                               STANDARD_STD)
 
 
 def special_ids(tok: Tokenizer, model) -> dict:
@@ -328,16 +290,10 @@ def export_graphs(model, out_dir: str, frames: int, height: int, width: int, dty
                   attention: str = "eager") -> None:
     """Every graph of a VideoLLaMA3 package (float32 master weights in `model`)."""
     pixels = torch.randn(frames, 3, height, width, generator=torch.Generator().manual_seed(0))
-    # As for the other families: ONNX Conv takes no bfloat16, so a bfloat16 package keeps the vision
-    # tower in float32.
-    vision_dtype = torch.float32 if dtype == torch.bfloat16 else dtype
-    graphs.export_onnx(
-        VisionGraph(model, frames, height, width, vision_dtype),
-        (pixels,),
+    graphs.export_vision(
+        VisionGraph(model, frames, height, width, graphs.vision_dtype(dtype)),
+        pixels,
         os.path.join(out_dir, c.VISION_FILE),
-        [c.VISION_IN_PIXELS],
-        [c.VISION_OUT_EMBEDS],
-        c.VISION_AXES,
         # The vision rotary positions and attention spans are constants of the traced frame count,
         # so the graph declares it (vidflow then runs it only on that many frames).
         static_dims={c.VISION_IN_PIXELS: {0: frames},
@@ -352,17 +308,9 @@ def export_package(hf_dir: str, out_dir: str, dtype: str = "float32", frames: in
 
     `frames`: the manifest's video.num_frames (default: the processor's num_frames, else
     DEFAULT_FRAMES); the vision graph is built for exactly that many frames."""
-    from .graphs import DTYPES
-
-    if attention == "fused" and dtype != "float32":
-        raise ValueError(f"fused attention is float32 only, not {dtype}")
-    os.makedirs(out_dir, exist_ok=True)
-    model = load(hf_dir)
-    tok = Tokenizer.from_file(os.path.join(hf_dir, c.TOKENIZER_FILE))
-    m = package_manifest(model, tok, video_processor_settings(hf_dir),
-                         name or os.path.basename(os.path.normpath(hf_dir)), dtype, frames)
+    model, tok, processor = start_export(hf_dir, out_dir, dtype, attention, load)
+    m = package_manifest(model, tok, processor, manifest.package_name(name, hf_dir), dtype, frames)
     v = m["video"]
-    export_graphs(model, out_dir, v["num_frames"], v["frame_height"], v["frame_width"], DTYPES[dtype], attention)
-    shutil.copyfile(os.path.join(hf_dir, c.TOKENIZER_FILE), os.path.join(out_dir, c.TOKENIZER_FILE))
-    manifest.write(m, os.path.join(out_dir, c.MANIFEST_FILE))
+    export_graphs(model, out_dir, v["num_frames"], v["frame_height"], v["frame_width"], graphs.DTYPES[dtype], attention)
+    manifest.finish_package(hf_dir, out_dir, m)
     return m
